@@ -1,0 +1,76 @@
+"""spine_dagster: Spine workflows on Dagster, with spine-format checkpoints and resume.
+
+Example:
+    >>> from spine_dagster import Step, StepResult, Workflow, build_job
+    >>> job = build_job(Workflow("docs.init", [Step.lambda_("a", lambda ctx, cfg: StepResult.ok())]))
+    >>> job.name
+    'docs__init'
+"""
+
+from .compiler import SpineStepFailure, build_job, op_name_for
+from .context import WorkflowContext
+from .errors import (
+    CheckpointNotFoundError,
+    CheckpointSerializationError,
+    CheckpointTooLargeError,
+    DatabaseUnavailableError,
+    InvalidWorkflowError,
+    NothingToResumeError,
+    RunInProgressError,
+    SchemaOutOfDateError,
+    SpineDagsterError,
+    UnknownPipelineError,
+    UnknownRunError,
+    UnknownStepError,
+    WorkflowMismatchError,
+    WorkflowNotFoundError,
+)
+from .io_manager import SpineCheckpointIOManager
+from .model import ErrorCategory, ErrorPolicy, RetryPolicy, Step, StepType, Workflow
+from .pipelines import pipeline, registered_pipelines
+from .resources import SpineRunConfig
+from .results import QualityMetrics, StepExecution, StepResult, WorkflowResult, WorkflowStatus
+from .runner import WorkflowRunner
+from .store import Checkpoint, CheckpointStore, RunRecord
+from .version import __version__
+
+__all__ = [
+    "Checkpoint",
+    "CheckpointNotFoundError",
+    "CheckpointSerializationError",
+    "CheckpointStore",
+    "CheckpointTooLargeError",
+    "DatabaseUnavailableError",
+    "ErrorCategory",
+    "ErrorPolicy",
+    "InvalidWorkflowError",
+    "NothingToResumeError",
+    "QualityMetrics",
+    "RetryPolicy",
+    "RunInProgressError",
+    "RunRecord",
+    "SchemaOutOfDateError",
+    "SpineCheckpointIOManager",
+    "SpineDagsterError",
+    "SpineRunConfig",
+    "SpineStepFailure",
+    "Step",
+    "StepExecution",
+    "StepResult",
+    "StepType",
+    "UnknownPipelineError",
+    "UnknownRunError",
+    "UnknownStepError",
+    "Workflow",
+    "WorkflowContext",
+    "WorkflowMismatchError",
+    "WorkflowNotFoundError",
+    "WorkflowResult",
+    "WorkflowRunner",
+    "WorkflowStatus",
+    "__version__",
+    "build_job",
+    "op_name_for",
+    "pipeline",
+    "registered_pipelines",
+]

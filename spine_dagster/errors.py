@@ -1,0 +1,62 @@
+"""One error hierarchy. Every message says what went wrong and what to do next."""
+
+from __future__ import annotations
+
+
+class SpineDagsterError(Exception):
+    """Base class of every error that spine_dagster raises on purpose."""
+
+
+class UnknownRunError(SpineDagsterError, KeyError):
+    """No spine run (and no Dagster run of one) has the given id."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class NothingToResumeError(SpineDagsterError):
+    """The run already completed, so there is nothing to resume."""
+
+
+class RunInProgressError(SpineDagsterError):
+    """The run is still running (or another resume of it is), so it cannot be resumed now."""
+
+
+class WorkflowMismatchError(SpineDagsterError):
+    """The workflow given does not match the workflow the run was started with."""
+
+
+class UnknownStepError(SpineDagsterError, ValueError):
+    """A step name (for example ``start_from``) names no step of the workflow."""
+
+
+class CheckpointNotFoundError(SpineDagsterError, LookupError):
+    """There is no checkpoint for that step of that run."""
+
+
+class UnknownPipelineError(SpineDagsterError, LookupError):
+    """A ``Step.pipeline`` names a pipeline that nobody registered with ``@pipeline``."""
+
+
+class WorkflowNotFoundError(SpineDagsterError):
+    """The workflow of a run cannot be imported in this process."""
+
+
+class DatabaseUnavailableError(SpineDagsterError):
+    """The checkpoint database cannot be reached."""
+
+
+class SchemaOutOfDateError(SpineDagsterError):
+    """The checkpoint database schema is older than this version of spine_dagster."""
+
+
+class CheckpointSerializationError(SpineDagsterError, TypeError):
+    """A step's output or context updates cannot be stored as JSON."""
+
+
+class CheckpointTooLargeError(SpineDagsterError, ValueError):
+    """A checkpoint is larger than the configured limit."""
+
+
+class InvalidWorkflowError(SpineDagsterError, ValueError):
+    """A workflow cannot be compiled to a Dagster job."""

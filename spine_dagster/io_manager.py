@@ -1,0 +1,229 @@
+"""``SpineCheckpointIOManager``: each step's context, stored as a spine checkpoint.
+
+Every spine op returns a :class:`SpineState`. The IO manager writes its context as a spine-format
+checkpoint (when the checkpoint strategy says so) and hands it to the next op. On a re-execution
+it loads the upstream context from the checkpoints of the same spine run, so the steps that
+already succeeded do not run again.
+
+Example:
+    >>> from dagster import Definitions
+    >>> from spine_dagster import SpineCheckpointIOManager
+    >>> io = SpineCheckpointIOManager(database_url="sqlite:///checkpoints.db")
+    >>> defs = Definitions(resources={"spine_io": io})  # build_definitions() does this for you
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import dagster
+from dagster import ConfigurableIOManager, InputContext, OutputContext
+from pydantic import Field
+
+from . import db
+from .errors import CheckpointNotFoundError, CheckpointTooLargeError, SpineDagsterError
+from .resources import run_config_of
+from .results import WorkflowStatus
+from .serialization import RawJSON, decode, dumps
+from .store import CheckpointStore, build_snapshot
+
+STRATEGIES = ("every_step", "key_steps")
+DEFAULT_MAX_CHECKPOINT_BYTES = 16 * 1024 * 1024
+RUN_ID_TAG = "spine/run_id"
+
+
+def spine_run_id_of(dagster_run: Any) -> str:
+    """The spine run id of a Dagster run: stable across the original run and every re-execution."""
+    return dagster_run.tags.get(RUN_ID_TAG) or dagster_run.root_run_id or dagster_run.run_id
+
+
+@dataclass
+class SpineState:
+    """What a spine op returns: the context after its step, and how to persist it."""
+
+    workflow_name: str
+    step_name: str
+    step_index: int
+    context: dict[str, Any]
+    checkpoint: bool
+    step_status: str = "completed"
+    final_status: WorkflowStatus | None = None
+
+
+class _Transit:
+    """Contexts handed between ops of one Dagster run in this process (not checkpoints)."""
+
+    def __init__(self, limit: int = 64) -> None:
+        self._data: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
+        self._limit = limit
+        self._lock = threading.Lock()
+
+    def put(self, dagster_run_id: str, step: str, context: dict[str, Any]) -> None:
+        with self._lock:
+            self._data[(dagster_run_id, step)] = context
+            while len(self._data) > self._limit:
+                self._data.popitem(last=False)
+
+    def pop(self, dagster_run_id: str, step: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._data.pop((dagster_run_id, step), None)
+
+
+TRANSIT = _Transit()
+_stores: dict[str, CheckpointStore] = {}
+
+
+def store_for(database_url: str | None) -> CheckpointStore:
+    url = db.resolve_url(database_url)
+    store = _stores.get(url)
+    if store is None:
+        store = _stores.setdefault(url, CheckpointStore(url))
+    return store
+
+
+class SpineCheckpointIOManager(ConfigurableIOManager):
+    """Persists each spine step's resulting context as a checkpoint in ``core_workflow_checkpoints``.
+
+    Configure it in ``Definitions`` (``build_definitions`` does it for you) so that runs launched
+    from the UI, schedules and sensors checkpoint too.
+    """
+
+    database_url: Optional[str] = Field(
+        default=None, description="Checkpoint database URL: sqlite:///path.db or "
+        "postgresql+psycopg2://user@host/db. Default: $SPINE_DAGSTER_DATABASE_URL, else SQLite at "
+        "$SPINE_DAGSTER_HOME/checkpoints.db (~/.spine_dagster/checkpoints.db).")
+    checkpoint_strategy: str = Field(
+        default="every_step", description="every_step: checkpoint after each successful step; "
+        "key_steps: only after steps declared checkpoint=True or results with checkpoint=True. A "
+        "workflow's own checkpoint_strategy wins over this.")
+    max_checkpoint_bytes: int = Field(
+        default=DEFAULT_MAX_CHECKPOINT_BYTES, description="Largest checkpoint allowed, in bytes. "
+        "A bigger one fails its step: store a reference to the data instead.")
+
+    def get_store(self) -> CheckpointStore:
+        return store_for(self.database_url)
+
+    # -- writing ----------------------------------------------------------------------------------
+    def handle_output(self, context: OutputContext, obj: SpineState) -> None:
+        if not isinstance(obj, SpineState):
+            raise SpineDagsterError(
+                f"SpineCheckpointIOManager only stores spine step results, got "
+                f"{type(obj).__name__}; use it for ops built by spine_dagster.build_job only.")
+        run = context.step_context.dagster_run
+        run_id = spine_run_id_of(run)
+        store = self.get_store()
+        try:
+            if obj.checkpoint:
+                self._write_checkpoint(context, store, run_id, run.run_id, obj)
+            else:
+                if obj.final_status is None and not _in_process(context):
+                    store.put_transit(run.run_id, obj.step_name,
+                                      RawJSON(dumps(obj.context, what="context")))
+                store.complete_step(run_id, obj.step_name, run.run_id,
+                                    final_status=obj.final_status,
+                                    final_context=obj.context if obj.final_status else None,
+                                    step_status=obj.step_status)
+        except Exception as exc:
+            _record_failure(store, run_id, run.run_id, obj.step_name, exc)
+            raise
+        if obj.final_status is None:
+            TRANSIT.put(run.run_id, obj.step_name, obj.context)
+        elif not _in_process(context):
+            store.delete_transit(run.run_id)
+
+    def _write_checkpoint(self, context: OutputContext, store: CheckpointStore, run_id: str,
+                          dagster_run_id: str, obj: SpineState) -> None:
+        snapshot = build_snapshot(run_id, obj.workflow_name, obj.step_name, obj.context,
+                                  dagster_run_id=dagster_run_id,
+                                  dagster_version=dagster.__version__)
+        text = RawJSON(dumps(snapshot, what=f"the checkpoint of step {obj.step_name!r}"))
+        size = len(text.encode("utf-8"))
+        if size > self.max_checkpoint_bytes:
+            raise CheckpointTooLargeError(
+                f"the checkpoint of step {obj.step_name!r} is {size:,} bytes, over the limit of "
+                f"{self.max_checkpoint_bytes:,} bytes (max_checkpoint_bytes). Store the data "
+                f"elsewhere (a table, a file, object storage) and return a reference to it, "
+                f"e.g. {{'record_count': n, 'table': 'staging_records'}}.")
+        store.save_checkpoint(run_id=run_id, workflow_name=obj.workflow_name,
+                              step_name=obj.step_name, step_index=obj.step_index,
+                              dagster_run_id=dagster_run_id, snapshot=text,
+                              final_status=obj.final_status,
+                              final_context=obj.context if obj.final_status else None,
+                              step_status=obj.step_status)
+        context.add_output_metadata({"spine/checkpoint": obj.step_name,
+                                     "spine/checkpoint_bytes": size})
+
+    # -- reading ----------------------------------------------------------------------------------
+    def load_input(self, context: InputContext) -> dict[str, Any]:
+        run = context.step_context.dagster_run
+        run_id = spine_run_id_of(run)
+        step_name = context.definition_metadata.get("spine/step")
+        store = self.get_store()
+        try:
+            return self._load(context, store, run, run_id, step_name)
+        except Exception as exc:
+            _record_failure(store, run_id, run.run_id, step_name, exc)
+            raise
+
+    def _load(self, context: InputContext, store: CheckpointStore, run: Any, run_id: str,
+              step_name: str) -> dict[str, Any]:
+        start = start_context_for(run_config_of(run), store, run_id, step_name)
+        if start is not None:
+            return start
+        upstream = context.upstream_output
+        upstream_step = upstream.definition_metadata.get("spine/step") if upstream else None
+        if upstream_step is None:
+            raise CheckpointNotFoundError(
+                f"step {step_name!r} has no upstream step and no start context in run {run_id!r}")
+        cached = TRANSIT.pop(run.run_id, upstream_step)
+        if cached is not None:
+            return cached
+        if not _in_process(context):
+            moved = store.get_transit(run.run_id, upstream_step)
+            if moved is not None:
+                return moved
+        checkpoint = store.get_checkpoint(run_id, upstream_step)
+        if checkpoint is None:
+            raise CheckpointNotFoundError(
+                f"step {step_name!r} needs the context after step {upstream_step!r}, but spine run "
+                f"{run_id!r} has no checkpoint for it (under checkpoint_strategy='key_steps' only "
+                f"key steps are checkpointed). Resume from the newest checkpoint instead: "
+                f"spine-dagster resume {run_id}")
+        return checkpoint.context_snapshot["context"]
+
+
+def start_context_for(config: dict[str, Any], store: CheckpointStore, run_id: str,
+                      step_name: str) -> dict[str, Any] | None:
+    """The start context of a run that ``execute(start_from=step_name)`` began, else None."""
+    if config.get("start_from") != step_name:
+        return None
+    if config.get("start_context") is not None:
+        return decode(dict(config["start_context"]))
+    source = config.get("start_checkpoint")
+    if not source:
+        return None
+    checkpoint = store.get_checkpoint(run_id, source)
+    if checkpoint is None:
+        raise CheckpointNotFoundError(
+            f"run {run_id!r} has no checkpoint for step {source!r} to start {step_name!r} from. "
+            f"List the checkpoints with: spine-dagster checkpoints {run_id}")
+    return checkpoint.context_snapshot["context"]
+
+
+def _in_process(context: Any) -> bool:
+    return context.step_context.job_def.executor_def.name == "in_process"
+
+
+def _record_failure(store: CheckpointStore, run_id: str, dagster_run_id: str,
+                    step_name: str | None, exc: BaseException) -> None:
+    """Best effort: a database that is down must not hide the original error."""
+    if not step_name:
+        return
+    try:
+        store.fail_step(run_id=run_id, step_name=step_name, dagster_run_id=dagster_run_id,
+                        error=str(exc) or type(exc).__name__, error_category="INTERNAL")
+    except Exception:  # noqa: BLE001
+        pass

@@ -1,0 +1,52 @@
+"""``SpineRunConfig``: the run-level config of a spine job, as the Launchpad shows it.
+
+Every spine job has a resource ``spine`` of this type. Its config is the run's workflow params and
+partition; the other fields are set by ``resume`` and ``execute(start_from=...)``::
+
+    resources:
+      spine:
+        config:
+          params: {api_url: "https://api.example.com", timeout: 30}
+          partition: {date: "2026-01-10"}      # optional
+    ops:
+      step3:                                   # the step's op name (see build_job)
+        config: {timeout: 120}                 # optional per-step config, merged over the step's
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+
+class SpineRunConfig(ConfigurableResource):
+    """Run-level config of a spine job (resource key ``spine``)."""
+
+    params: dict[str, Any] = Field(
+        default={}, description="Workflow params, merged over the workflow's defaults.")
+    partition: Optional[dict[str, Any]] = Field(
+        default=None, description="Spine partition (ctx.partition). Defaults to the run's "
+        "Dagster partition key, if the job is partitioned.")
+    params_override: dict[str, Any] = Field(
+        default={}, description="Set by resume: params merged over the checkpointed params of "
+        "the first step this re-execution runs.")
+    start_from: Optional[str] = Field(
+        default=None, description="Set by execute(start_from=...): the step this run starts at.")
+    start_checkpoint: Optional[str] = Field(
+        default=None, description="With start_from: the step whose checkpoint is the start "
+        "context.")
+    start_context: Optional[dict[str, Any]] = Field(
+        default=None, description="With start_from: an explicit start context "
+        "(WorkflowContext.to_dict()).")
+
+
+RESOURCE_KEY = "spine"
+IO_MANAGER_KEY = "spine_io"
+
+
+def run_config_of(dagster_run: Any) -> dict[str, Any]:
+    """The ``spine`` resource config of a Dagster run, as a plain dict."""
+    config = (dagster_run.run_config or {}).get("resources", {}).get(RESOURCE_KEY, {})
+    return dict(config.get("config", {}) or {})
