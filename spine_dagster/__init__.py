@@ -9,6 +9,7 @@ Example:
 
 from .compiler import SpineStepFailure, build_job, op_name_for
 from .context import WorkflowContext
+from .definitions import build_definitions
 from .errors import (
     CheckpointNotFoundError,
     CheckpointSerializationError,
@@ -69,6 +70,7 @@ __all__ = [
     "WorkflowRunner",
     "WorkflowStatus",
     "__version__",
+    "build_definitions",
     "build_job",
     "op_name_for",
     "pipeline",
