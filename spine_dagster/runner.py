@@ -124,6 +124,8 @@ class WorkflowRunner:
         checkpoint_retention_days: keep checkpoints this many days (see ``cleanup_checkpoints``).
         executor: ``in_process`` (default) or ``multiprocess``.
         max_checkpoint_bytes: the largest checkpoint allowed.
+        log_level: level of Dagster's console logger for runs this runner launches (e.g.
+            ``"WARNING"``); default: Dagster's (``DEBUG``).
     """
 
     def __init__(
@@ -135,6 +137,7 @@ class WorkflowRunner:
         checkpoint_retention_days: int | None = None,
         executor: str = "in_process",
         max_checkpoint_bytes: int | None = None,
+        log_level: str | None = None,
     ) -> None:
         if checkpoint_strategy not in STRATEGIES:
             raise InvalidWorkflowError(
@@ -146,6 +149,7 @@ class WorkflowRunner:
         self.checkpoint_retention_days = checkpoint_retention_days
         self.executor = executor
         self.max_checkpoint_bytes = max_checkpoint_bytes
+        self.log_level = log_level
 
     @property
     def instance(self) -> DagsterInstance:
@@ -336,6 +340,12 @@ class WorkflowRunner:
                 f"get_run({record.run_id!r}).status.")
         return lease
 
+    def _with_logging(self, run_config: dict[str, Any]) -> dict[str, Any]:
+        if not self.log_level:
+            return run_config
+        return deep_merge(run_config, {"loggers": {"console": {"config": {
+            "log_level": self.log_level.upper()}}}})
+
     def _job(self, workflow: Workflow, ref: str | None = None):
         return reconstructable_job(workflow, ref=ref, database_url=self.database_url,
                                    checkpoint_strategy=self.checkpoint_strategy,
@@ -346,6 +356,7 @@ class WorkflowRunner:
                 selection: list[str] | None) -> WorkflowResult:
         started = utcnow()
         tags = {RUN_ID_TAG: spine_id, WORKFLOW_TAG: workflow.name}
+        run_config = self._with_logging(run_config)
         result = execute_job(self._job(workflow), instance=self.instance, run_config=run_config,
                              tags=tags, raise_on_error=False, op_selection=selection)
         return self._result(workflow, spine_id, result, started)
@@ -365,7 +376,7 @@ class WorkflowRunner:
             spine.pop(key, None)
         base = deep_merge(base, {"resources": {RESOURCE_KEY: {"config": {}}}})
         base["resources"][RESOURCE_KEY]["config"] = spine
-        run_config = deep_merge(base, overrides)
+        run_config = self._with_logging(deep_merge(base, overrides))
         tags = {k: v for k, v in parent.tags.items()
                 if not k.startswith("dagster/") or k.startswith(_KEEP_DAGSTER_TAGS)}
         tags.update({RUN_ID_TAG: record.run_id, WORKFLOW_TAG: workflow.name,
