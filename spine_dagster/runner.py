@@ -178,6 +178,7 @@ class WorkflowRunner:
         """
         validate(workflow)
         keys = step_keys(workflow)
+        self.store.check()
         if start_from is not None and workflow.step_index(start_from) < 0:
             raise UnknownStepError(
                 f"start_from={start_from!r} names no step of workflow {workflow.name!r}; its steps "

@@ -159,6 +159,11 @@ class CheckpointStore:
             self._ready = True
         return db.begin(self.url)
 
+    def check(self) -> None:
+        """Connect, and create or check the schema: fails fast with a clear error."""
+        with self._begin():
+            pass
+
     def _upsert(self, table: sa.Table, values: dict[str, Any], keys: Sequence[str],
                 update: dict[str, Any]):
         return db.upsert(self.engine.dialect.name, table, values, keys, update)
