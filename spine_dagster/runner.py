@@ -37,9 +37,10 @@ from .errors import (
     UnknownRunError,
     UnknownStepError,
     WorkflowMismatchError,
+    WorkflowNotFoundError,
 )
 from .io_manager import RUN_ID_TAG, STRATEGIES, store_for
-from .locate import load_workflow, workflow_ref
+from .locate import is_importable, load_workflow, workflow_ref
 from .model import Workflow
 from .resources import RESOURCE_KEY
 from .results import StepExecution, WorkflowResult, WorkflowStatus
@@ -232,13 +233,12 @@ class WorkflowRunner:
                 f"start a new run with execute(workflow, params=runner.get_run("
                 f"{record.run_id!r}).context.params), or re-run part of it with "
                 f"execute(workflow, run_id={record.run_id!r}, start_from=STEP).")
-        workflow = workflow or load_workflow(record.workflow_ref or "",
-                                             workflow_name=record.workflow_name) \
-            if record.workflow_ref else workflow
         if workflow is None:
-            raise WorkflowMismatchError(
-                f"run {record.run_id!r} did not record where workflow {record.workflow_name!r} is "
-                f"defined; pass workflow= to resume().")
+            if not record.workflow_ref:
+                raise WorkflowNotFoundError(
+                    f"run {record.run_id!r} did not record where workflow "
+                    f"{record.workflow_name!r} is defined; pass workflow= to resume().")
+            workflow = load_workflow(record.workflow_ref, workflow_name=record.workflow_name)
         self._check_workflow(workflow, record)
         keys = step_keys(workflow)
         start_index = self._resume_index(workflow, record)
@@ -347,7 +347,13 @@ class WorkflowRunner:
         return deep_merge(run_config, {"loggers": {"console": {"config": {
             "log_level": self.log_level.upper()}}}})
 
-    def _job(self, workflow: Workflow, ref: str | None = None):
+    def _job(self, workflow: Workflow):
+        ref = workflow_ref(workflow)
+        if self.executor != "in_process" and not is_importable(ref):
+            raise WorkflowNotFoundError(
+                f"workflow {workflow.name!r} was built inside a function, so the "
+                f"{self.executor} executor's step processes cannot import it. Define it at module "
+                f"level in an importable module (or a script), or use executor='in_process'.")
         return reconstructable_job(workflow, ref=ref, database_url=self.database_url,
                                    checkpoint_strategy=self.checkpoint_strategy,
                                    max_checkpoint_bytes=self.max_checkpoint_bytes,
@@ -385,10 +391,7 @@ class WorkflowRunner:
                      "dagster/root_run_id": parent.root_run_id or parent.run_id})
         options = ReexecutionOptions(parent_run_id=parent.run_id, step_selection=list(selection))
         started = utcnow()
-        ref = record.workflow_ref if record.workflow_ref else workflow_ref(workflow)
-        if workflow_ref(workflow) != ref:
-            ref = workflow_ref(workflow)
-        result = execute_job(self._job(workflow, ref), instance=self.instance,
+        result = execute_job(self._job(workflow), instance=self.instance,
                              run_config=run_config, tags=tags, raise_on_error=False,
                              reexecution_options=options)
         return self._result(workflow, record.run_id, result, started)
