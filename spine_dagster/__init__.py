@@ -7,14 +7,21 @@ Example:
     'docs__init'
 """
 
+from .automation import (
+    spine_partitioned_schedule,
+    spine_run_config,
+    spine_schedule,
+    spine_sensor,
+)
 from .compiler import SpineStepFailure, build_job, op_name_for
 from .context import WorkflowContext
-from .definitions import build_definitions
+from .definitions import SpineJob, build_definitions
 from .errors import (
     CheckpointNotFoundError,
     CheckpointSerializationError,
     CheckpointTooLargeError,
     DatabaseUnavailableError,
+    InvalidAutomationError,
     InvalidWorkflowError,
     NothingToResumeError,
     RunInProgressError,
@@ -44,6 +51,7 @@ __all__ = [
     "DatabaseUnavailableError",
     "ErrorCategory",
     "ErrorPolicy",
+    "InvalidAutomationError",
     "InvalidWorkflowError",
     "NothingToResumeError",
     "QualityMetrics",
@@ -53,6 +61,7 @@ __all__ = [
     "SchemaOutOfDateError",
     "SpineCheckpointIOManager",
     "SpineDagsterError",
+    "SpineJob",
     "SpineRunConfig",
     "SpineStepFailure",
     "Step",
@@ -75,4 +84,8 @@ __all__ = [
     "op_name_for",
     "pipeline",
     "registered_pipelines",
+    "spine_partitioned_schedule",
+    "spine_run_config",
+    "spine_schedule",
+    "spine_sensor",
 ]

@@ -1,27 +1,86 @@
 """``build_definitions``: a Dagster code location for a list of Spine workflows.
 
+Each workflow becomes a job (see ``build_job``) whose checkpoints go to one database; schedules
+and sensors from :mod:`spine_dagster.automation` run them. Put the result in a module that a
+``workspace.yaml`` loads, and ``dagster dev`` / ``dagster-webserver`` / ``dagster-daemon`` serve it:
+runs launched from the UI, a schedule or a sensor checkpoint and resume like ``WorkflowRunner``
+runs. Every process that runs steps must see the same checkpoint ``database_url``.
+
 Example:
-    >>> from spine_dagster import Step, StepResult, Workflow, build_definitions
+    >>> from dagster import DailyPartitionsDefinition
+    >>> from spine_dagster import SpineJob, Step, StepResult, Workflow, build_definitions
     >>> wf = Workflow("docs.defs", [Step.lambda_("a", lambda ctx, cfg: StepResult.ok())])
-    >>> defs = build_definitions([wf], database_url="sqlite:///checkpoints.db")
-    >>> defs.get_job_def("docs__defs").name
-    'docs__defs'
+    >>> daily = SpineJob(Workflow("docs.defs_daily", [Step.lambda_("a", lambda ctx, cfg: StepResult.ok())]),
+    ...                  partitions_def=DailyPartitionsDefinition(start_date="2026-01-01"))
+    >>> defs = build_definitions([wf, daily], database_url="sqlite:///checkpoints.db")
+    >>> sorted(job.name for job in defs.jobs)
+    ['docs__defs', 'docs__defs_daily']
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from dagster import Definitions
+from dagster import Definitions, JobDefinition, PartitionsDefinition
 
-from .compiler import build_job
+from .compiler import build_job, op_name_for
+from .errors import InvalidAutomationError
 from .io_manager import SpineCheckpointIOManager
 from .model import Workflow
 from .resources import IO_MANAGER_KEY, RESOURCE_KEY, SpineRunConfig
 
 
+@dataclass(frozen=True, eq=False)
+class SpineJob:
+    """A workflow with its per-job options, for ``build_definitions`` and the schedule helpers.
+
+    Args:
+        workflow: the Spine workflow.
+        partitions_def: a Dagster ``PartitionsDefinition`` (daily, static...); each run's
+            partition key is the steps' ``ctx.partition``.
+        executor: ``in_process`` or ``multiprocess`` (default: ``build_definitions``'s).
+        name: the job name (default: the sanitized workflow name, ``my.flow`` -> ``my__flow``).
+        tags: extra tags on the job, so on every run of it.
+
+    Example:
+        >>> from dagster import StaticPartitionsDefinition
+        >>> from spine_dagster import SpineJob, Step, StepResult, Workflow
+        >>> wf = Workflow("docs.regions", [Step.lambda_("a", lambda ctx, cfg: StepResult.ok())])
+        >>> SpineJob(wf, partitions_def=StaticPartitionsDefinition(["eu", "us"])).job_name
+        'docs__regions'
+    """
+
+    workflow: Workflow
+    partitions_def: PartitionsDefinition | None = None
+    executor: str | None = None
+    name: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def job_name(self) -> str:
+        return self.name or op_name_for(self.workflow.name)
+
+    def build(self, *, io_manager: SpineCheckpointIOManager, executor: str) -> JobDefinition:
+        """Compile the workflow with these options and the code location's IO manager."""
+        return build_job(self.workflow, io_manager=io_manager, executor=self.executor or executor,
+                         name=self.name, tags=dict(self.tags) or None,
+                         partitions_def=self.partitions_def)
+
+
+def as_spine_job(item: Workflow | SpineJob) -> SpineJob:
+    """``item`` as a ``SpineJob`` (a bare ``Workflow`` gets the default options)."""
+    if isinstance(item, SpineJob):
+        return item
+    if isinstance(item, Workflow):
+        return SpineJob(item)
+    raise InvalidAutomationError(
+        f"build_definitions takes Workflow or SpineJob items, got {type(item).__name__}; pass "
+        f"other Dagster jobs with jobs=[...].")
+
+
 def build_definitions(
-    workflows: Iterable[Workflow],
+    workflows: Iterable[Workflow | SpineJob],
     *,
     database_url: str | None = None,
     checkpoint_strategy: str | None = None,
@@ -35,12 +94,16 @@ def build_definitions(
     """One job per workflow, with the checkpoint IO manager and the ``spine`` run-config resource.
 
     Args:
-        workflows: the Spine workflows to serve.
-        database_url: checkpoint database (default: see ``SpineCheckpointIOManager``).
+        workflows: the Spine workflows to serve: ``Workflow`` objects, or ``SpineJob`` for
+            per-workflow options (partitions, executor, job name, tags).
+        database_url: checkpoint database, e.g. ``postgresql+psycopg2://user@host/db``. Default:
+            ``$SPINE_DAGSTER_DATABASE_URL``, else SQLite under ``$SPINE_DAGSTER_HOME``; resolved
+            in each process, so every process (webserver, daemon, run workers) must agree.
         checkpoint_strategy: ``every_step`` (default) or ``key_steps``; a workflow's own wins.
         max_checkpoint_bytes: the largest checkpoint allowed.
-        executor: ``in_process`` (default) or ``multiprocess``.
-        jobs, schedules, sensors, resources: more definitions to serve alongside.
+        executor: ``in_process`` (default) or ``multiprocess``; a ``SpineJob``'s own wins.
+        jobs, schedules, sensors, resources: more definitions to serve alongside, e.g. from
+            ``spine_schedule``, ``spine_partitioned_schedule`` and ``spine_sensor``.
     """
     settings: dict[str, Any] = {"database_url": database_url}
     if checkpoint_strategy:
@@ -48,7 +111,15 @@ def build_definitions(
     if max_checkpoint_bytes:
         settings["max_checkpoint_bytes"] = max_checkpoint_bytes
     io_manager = SpineCheckpointIOManager(**settings)
-    spine_jobs = [build_job(wf, io_manager=io_manager, executor=executor) for wf in workflows]
+    specs = [as_spine_job(item) for item in workflows]
+    seen: dict[str, str] = {}
+    for spec in specs:
+        if spec.job_name in seen:
+            raise InvalidAutomationError(
+                f"workflows {seen[spec.job_name]!r} and {spec.workflow.name!r} both become the "
+                f"Dagster job {spec.job_name!r}; give one of them SpineJob(..., name=...).")
+        seen[spec.job_name] = spec.workflow.name
+    spine_jobs = [spec.build(io_manager=io_manager, executor=executor) for spec in specs]
     return Definitions(
         jobs=[*spine_jobs, *jobs],
         schedules=list(schedules),

@@ -60,3 +60,7 @@ class CheckpointTooLargeError(SpineDagsterError, ValueError):
 
 class InvalidWorkflowError(SpineDagsterError, ValueError):
     """A workflow cannot be compiled to a Dagster job."""
+
+
+class InvalidAutomationError(SpineDagsterError, ValueError):
+    """A schedule, sensor or code-location option cannot be built as asked."""

@@ -1,5 +1,8 @@
 """Shared fixtures. Every checkpoint-store test runs on both backends: ``[sqlite]`` and ``[postgres]``.
 
+Dagster instance tests use ``dagster_instance``, parametrized ``[sqlite-instance]`` /
+``[postgres-instance]`` (instance storage in a fresh PostgreSQL database per session).
+
 PostgreSQL is the local server (``SPINE_TEST_PG_URL``, default
 ``postgresql+psycopg2://postgres@127.0.0.1:5432/test``). Each test gets its own schema, so tests
 never see each other's rows. Under ``CI=true`` a missing server fails the run instead of skipping.
@@ -13,7 +16,7 @@ from typing import Iterator
 
 import pytest
 import sqlalchemy as sa
-from dagster import instance_for_test
+from dagster import DagsterInstance, instance_for_test
 
 from spine_dagster import WorkflowRunner
 from spine_dagster import db as spine_db
@@ -87,3 +90,53 @@ def instance():
 @pytest.fixture
 def runner(database_url, instance) -> WorkflowRunner:
     return WorkflowRunner(database_url=database_url, instance=instance)
+
+
+# -- Dagster instances: [sqlite-instance] and [postgres-instance] -----------------------------------
+_TELEMETRY = "telemetry:\n  enabled: false\n"
+# Launches from the CLI/webserver start at once (the default QueuedRunCoordinator needs a daemon).
+_COORDINATOR = ("run_coordinator:\n  module: dagster._core.run_coordinator\n"
+                "  class: DefaultRunCoordinator\n")
+
+
+@pytest.fixture(scope="session")
+def pg_dagster_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for Dagster's instance storage, dropped after the session."""
+    admin = require_postgres()
+    name = f"dagster_t_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield str(sa.make_url(PG_URL).set(database=name).render_as_string(hide_password=False))
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def write_dagster_home(home, storage: str, pg_url: str | None = None, extra: str = "") -> str:
+    """Write ``home/dagster.yaml`` for a SQLite- or PostgreSQL-backed instance; returns ``home``."""
+    os.makedirs(home, exist_ok=True)
+    if storage == "postgres":
+        body = f'storage:\n  postgres:\n    postgres_url: "{pg_url}"\n'
+    else:
+        body = f"storage:\n  sqlite:\n    base_dir: {home}/storage\n"
+    with open(os.path.join(home, "dagster.yaml"), "w") as fh:
+        fh.write(body + _TELEMETRY + _COORDINATOR + extra)
+    return str(home)
+
+
+@pytest.fixture(params=["sqlite-instance", "postgres-instance"])
+def dagster_home(request, tmp_path) -> str:
+    """A DAGSTER_HOME directory whose dagster.yaml uses SQLite or PostgreSQL storage."""
+    if request.param == "sqlite-instance":
+        return write_dagster_home(tmp_path / "dagster_home", "sqlite")
+    pg_url = request.getfixturevalue("pg_dagster_url")
+    return write_dagster_home(tmp_path / "dagster_home", "postgres", pg_url)
+
+
+@pytest.fixture
+def dagster_instance(dagster_home) -> Iterator[DagsterInstance]:
+    """A real persistent Dagster instance on each storage in turn (see ``dagster_home``)."""
+    instance = DagsterInstance.from_config(dagster_home)
+    try:
+        yield instance
+    finally:
+        instance.dispose()
