@@ -30,6 +30,7 @@ from .errors import (
     UnknownPipelineError,
     UnknownRunError,
     UnknownStepError,
+    WorkflowChangedError,
     WorkflowMismatchError,
     WorkflowNotFoundError,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "UnknownRunError",
     "UnknownStepError",
     "Workflow",
+    "WorkflowChangedError",
     "WorkflowContext",
     "WorkflowMismatchError",
     "WorkflowNotFoundError",

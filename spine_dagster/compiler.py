@@ -171,7 +171,8 @@ def _make_op(workflow: Workflow, index: int, keys: Sequence[str], ref: str | Non
             store.register_dagster_run(
                 run_id=run_id, workflow_name=workflow.name, dagster_run_id=run.run_id,
                 params=dict(ctx.params), partition=ctx.partition,
-                workflow_ref=run.tags.get(WORKFLOW_REF_TAG) or ref, job_name=context.job_name)
+                workflow_ref=run.tags.get(WORKFLOW_REF_TAG) or ref, job_name=context.job_name,
+                signature=workflow.signature())
             _registered.add(run.run_id)
 
         attempt = store.start_step(run_id, step.name, run.run_id)

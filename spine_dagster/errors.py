@@ -26,6 +26,10 @@ class WorkflowMismatchError(SpineDagsterError):
     """The workflow given does not match the workflow the run was started with."""
 
 
+class WorkflowChangedError(WorkflowMismatchError):
+    """The workflow's steps up to the resume point changed since the run's checkpoints were written."""
+
+
 class UnknownStepError(SpineDagsterError, ValueError):
     """A step name (for example ``start_from``) names no step of the workflow."""
 

@@ -153,6 +153,11 @@ class Step:
                    iterator_workflow=iterator_workflow, max_concurrency=max_concurrency,
                    item_param=item_param)
 
+    def signature(self) -> list[Any]:
+        """What a checkpoint after this step depends on: name, type and target."""
+        target = self.pipeline_name or self.then_step or self.items_path
+        return [self.name, self.step_type.value, target]
+
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"name": self.name, "type": self.step_type.value}
         if self.pipeline_name is not None:
@@ -231,6 +236,10 @@ class Workflow:
             if step.name == name:
                 return index
         return -1
+
+    def signature(self) -> list[list[Any]]:
+        """The shape of the workflow, step by step; recorded with each run to detect changes."""
+        return [step.signature() for step in self.steps]
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -36,6 +36,7 @@ from .errors import (
     RunInProgressError,
     UnknownRunError,
     UnknownStepError,
+    WorkflowChangedError,
     WorkflowMismatchError,
     WorkflowNotFoundError,
 )
@@ -242,6 +243,7 @@ class WorkflowRunner:
         self._check_workflow(workflow, record)
         keys = step_keys(workflow)
         start_index = self._resume_index(workflow, record)
+        self._check_unchanged(workflow, record, start_index)
         if start_index >= len(keys):
             raise NothingToResumeError(
                 f"run {record.run_id!r}: every step up to the last one has a checkpoint; there "
@@ -290,6 +292,23 @@ class WorkflowRunner:
             raise WorkflowMismatchError(
                 f"run {record.run_id!r} is a run of workflow {record.workflow_name!r}, not "
                 f"{workflow.name!r}; pass the workflow the run was started with.")
+
+    def _check_unchanged(self, workflow: Workflow, record: RunRecord, start_index: int) -> None:
+        """The steps whose checkpoints a resume builds on must be the steps that wrote them."""
+        recorded = record.workflow_signature
+        if recorded is None:
+            return
+        current = workflow.signature()
+        end = start_index + 1
+        if [list(s) for s in recorded[:end]] != current[:end]:
+            raise WorkflowChangedError(
+                f"workflow {workflow.name!r} changed since run {record.run_id!r} wrote its "
+                f"checkpoints: its steps up to the resume point were "
+                f"{[s[0] for s in recorded[:end]]} ({recorded[:end]}), now "
+                f"{[s[0] for s in current[:end]]} ({current[:end]}). Resuming would continue from "
+                f"a context the current steps did not produce. Start a new run with "
+                f"execute(workflow, params=runner.get_run({record.run_id!r}).context.params), or "
+                f"restore the previous workflow to resume.")
 
     def _checkpoint_before(self, record: RunRecord, workflow: Workflow, index: int) -> str:
         before = [(created, name) for name, i, created in

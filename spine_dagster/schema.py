@@ -57,6 +57,7 @@ runs = sa.Table(
     sa.Column("error_category", sa.String(32)),
     sa.Column("context", JSONType),
     sa.Column("workflow_ref", sa.Text),
+    sa.Column("workflow_signature", JSONType),
     sa.Column("job_name", sa.String(255)),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("lease_owner", sa.String(64)),

@@ -98,6 +98,7 @@ class RunRecord:
     updated_at: datetime
     dagster_run_ids: list[str] = field(default_factory=list)
     final_context: dict[str, Any] | None = None
+    workflow_signature: list[Any] | None = None
     latest_checkpoint: Checkpoint | None = None
 
     @property
@@ -260,7 +261,8 @@ class CheckpointStore:
     # -- runs -----------------------------------------------------------------------------------
     def register_dagster_run(self, *, run_id: str, workflow_name: str, dagster_run_id: str,
                              params: dict[str, Any] | None = None, partition: Any = None,
-                             workflow_ref: str | None = None, job_name: str | None = None) -> int:
+                             workflow_ref: str | None = None, job_name: str | None = None,
+                             signature: list[Any] | None = None) -> int:
         """Record that ``dagster_run_id`` is (a re-execution of) spine run ``run_id``.
 
         The run becomes ``running``. Idempotent per Dagster run. Returns the run's attempt count.
@@ -280,7 +282,7 @@ class CheckpointStore:
                           params=RawJSON(dumps(params or {}, what="params")),
                           partition=RawJSON(dumps(partition, what="partition")),
                           workflow_ref=workflow_ref, job_name=job_name, attempts=seq,
-                          created_at=now, updated_at=now)
+                          workflow_signature=signature, created_at=now, updated_at=now)
             update: dict[str, Any] = dict(status="running", attempts=seq, updated_at=now,
                                           error_step=None, error=None, error_category=None,
                                           context=None)
@@ -288,6 +290,8 @@ class CheckpointStore:
                 update["workflow_ref"] = workflow_ref
             if job_name:
                 update["job_name"] = job_name
+            if signature is not None:
+                update["workflow_signature"] = signature
             conn.execute(self._upsert(runs, values, ["run_id"], update))
         return seq
 
@@ -432,7 +436,8 @@ class CheckpointStore:
             error_step=row.error_step, error=row.error, error_category=row.error_category,
             workflow_ref=row.workflow_ref, job_name=row.job_name, attempts=row.attempts,
             created_at=_aware(row.created_at), updated_at=_aware(row.updated_at),
-            dagster_run_ids=lineage, final_context=row.context)
+            dagster_run_ids=lineage, final_context=row.context,
+            workflow_signature=row.workflow_signature)
 
     def delete_run(self, run_id: str) -> None:
         """Forget a run entirely (its checkpoints, steps, lineage and record)."""

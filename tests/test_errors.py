@@ -17,6 +17,7 @@ from spine_dagster import (
     UnknownRunError,
     UnknownStepError,
     Workflow,
+    WorkflowChangedError,
     WorkflowMismatchError,
     WorkflowRunner,
     build_job,
@@ -135,3 +136,23 @@ def test_unregistered_pipeline_fails_at_compile_time_listing_registered_names(ru
     assert "'seed.step1'" in str(info.value)
     with pytest.raises(UnknownPipelineError):
         runner.execute(wf)
+
+
+def test_a_workflow_whose_earlier_steps_changed_is_not_resumed(runner, database_url, failed):
+    before = store_rows(database_url)
+    renamed = Workflow("my.workflow", [Step.pipeline("fetch", "seed.step1"),
+                                       Step.pipeline("step2", "seed.step2"),
+                                       Step.pipeline("step3", "seed.step3"),
+                                       Step.pipeline("step4", "seed.step4")])
+    with pytest.raises(WorkflowChangedError, match="changed since run"):
+        runner.resume(failed.run_id, workflow=renamed)
+    assert store_rows(database_url) == before
+
+
+def test_a_workflow_whose_later_steps_changed_still_resumes(runner, failed):
+    seed.STATE["api_down"] = False
+    seed.CALLS.clear()
+    extended = Workflow("my.workflow", [*SEED.steps, Step.pipeline("step5", "seed.step4")])
+    result = runner.resume(failed.run_id, workflow=extended)
+    assert result.status == "completed"
+    assert seed.CALLS == ["step3", "step4", "step4"]
