@@ -1,0 +1,257 @@
+"""build_definitions and the example code location (definitions/, workspace.yaml), on real Dagster.
+
+* Dagster loads the code location (``dagster definitions validate -w workspace.yaml``).
+* The Launchpad's run config (params, partition, per-step config) is typed, documented, and
+  enough on its own to launch a run.
+* The output metadata of each op (checkpoint, size, quality, error category) is in the event log
+  of a real instance ([sqlite-instance] / [postgres-instance]).
+"""
+
+from __future__ import annotations
+
+import doctest
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from dagster import (
+    DagsterEventType,
+    DagsterInvalidConfigError,
+    Definitions,
+    StaticPartitionsDefinition,
+    validate_run_config,
+)
+
+import definitions as example_location
+import spine_dagster.automation
+import spine_dagster.definitions
+from examples.demo import ExternalAPI
+from examples.workflows import MY_WORKFLOW
+from spine_dagster import (
+    ErrorCategory,
+    InvalidAutomationError,
+    QualityMetrics,
+    SpineJob,
+    Step,
+    StepResult,
+    Workflow,
+    WorkflowRunner,
+    build_definitions,
+    spine_schedule,
+    spine_sensor,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def ok(ctx, config):
+    return StepResult.ok(output={"seen": dict(config)})
+
+
+def fields_of(config_type):
+    return getattr(config_type, "fields", None) or {}
+
+
+def field_at(job, *path):
+    """The config field at ``path`` in the job's run config schema (what the Launchpad shows)."""
+    config_field = None
+    config_type = job.run_config_schema.config_type
+    for key in path:
+        config_field = fields_of(config_type)[key]
+        config_type = config_field.config_type
+    return config_field
+
+
+def events(instance, run_id, event_type):
+    records = instance.get_records_for_run(run_id, of_type=event_type).records
+    return [r.event_log_entry.dagster_event for r in records]
+
+
+def metadata_values(metadata):
+    return {key: getattr(value, "value", value) for key, value in metadata.items()}
+
+
+# -- the code location, as Dagster loads it -----------------------------------------------------
+def test_dagster_validates_the_workspace(tmp_path):
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path),
+           "SPINE_DAGSTER_HOME": str(tmp_path / "spine")}
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate",
+         "-w", "workspace.yaml"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "Validation successful for code location definitions" in output
+
+
+def test_code_location_serves_the_examples_with_their_schedules_and_sensor():
+    Definitions.validate_loadable(example_location.defs)
+    repo = example_location.defs.get_repository_def()
+
+    assert {job.name for job in repo.get_all_jobs()} >= {
+        "my__workflow", "examples__daily_report", "examples__nightly_digest",
+        "examples__file_ingest"}
+    assert {s.name: s.job_name for s in repo.schedule_defs} == {
+        "examples__daily_report_schedule": "examples__daily_report",
+        "examples__nightly_digest_schedule": "examples__nightly_digest"}
+    assert {s.name: s.job_name for s in repo.sensor_defs} == {
+        "examples__file_ingest_sensor": "examples__file_ingest"}
+    daily = repo.get_job("examples__daily_report")
+    assert daily.partitions_def is not None
+    assert daily.partitions_def.get_first_partition_key() == "2026-01-01"
+    for job in repo.get_all_jobs():
+        if job.name.startswith(("my__", "examples__")):
+            assert set(job.resource_defs) >= {"spine", "spine_io"}
+            assert job.tags["spine/workflow_ref"].startswith("examples.workflows:")
+
+
+# -- build_definitions -----------------------------------------------------------------------------
+def test_per_workflow_options_and_extra_definitions(tmp_path):
+    plain = Workflow("defs.plain", [Step.lambda_("a", ok)])
+    regions = Workflow("defs.regions", [Step.lambda_("a", ok), Step.lambda_("b", ok)])
+    spec = SpineJob(regions, partitions_def=StaticPartitionsDefinition(["eu", "us"]),
+                    executor="multiprocess", name="regional", tags={"team": "data"})
+    extra = build_definitions([Workflow("defs.extra", [Step.lambda_("x", ok)])]).get_job_def(
+        "defs__extra")
+
+    defs = build_definitions(
+        [plain, spec], database_url=f"sqlite:///{tmp_path}/c.db", checkpoint_strategy="key_steps",
+        jobs=[extra], schedules=[spine_schedule(plain, "0 2 * * *")],
+        sensors=[spine_sensor("regional", lambda context: None)])
+    repo = defs.get_repository_def()
+
+    assert sorted(j.name for j in repo.get_all_jobs()) == ["defs__extra", "defs__plain",
+                                                             "regional"]
+    regional = repo.get_job("regional")
+    assert regional.partitions_def.get_partition_keys() == ["eu", "us"]
+    assert regional.executor_def.name == "multiprocess"
+    assert regional.tags["team"] == "data"
+    assert regional.tags["spine/workflow"] == "defs.regions"
+    assert repo.get_job("defs__plain").executor_def.name == "in_process"
+    io = repo.get_job("defs__plain").resource_defs["spine_io"]
+    assert io.config_schema.default_value["checkpoint_strategy"] == "key_steps"
+    assert io.config_schema.default_value["database_url"] == f"sqlite:///{tmp_path}/c.db"
+
+
+def test_bad_items_and_colliding_job_names_are_refused():
+    a = Workflow("defs.same", [Step.lambda_("a", ok)])
+    b = Workflow("defs__same", [Step.lambda_("a", ok)])
+    with pytest.raises(InvalidAutomationError, match="'defs.same' and 'defs__same'.*name="):
+        build_definitions([a, b])
+    build_definitions([a, SpineJob(b, name="defs_same_too")])  # the fix the message names
+    with pytest.raises(InvalidAutomationError, match="Workflow or SpineJob.*jobs="):
+        build_definitions([a, "defs.same"])
+    with pytest.raises(Exception, match="unknown executor"):
+        build_definitions([SpineJob(a, executor="threads")])
+
+
+def test_docstring_examples_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for module in (spine_dagster.definitions, spine_dagster.automation):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
+
+
+# -- run config: typed, documented, enough to launch from the Launchpad -------------------------
+def test_run_config_schema_documents_params_partition_and_step_config():
+    job = example_location.defs.get_repository_def().get_job("my__workflow")
+
+    params = field_at(job, "resources", "spine", "config", "params")
+    partition = field_at(job, "resources", "spine", "config", "partition")
+    step3 = field_at(job, "ops", "step3", "config")
+    assert "Workflow params" in params.description and not params.is_required
+    assert "ctx.partition" in partition.description and not partition.is_required
+    assert "Per-step config" in step3.description and not step3.is_required
+    assert field_at(job, "resources", "spine_io", "config", "database_url").description
+    assert set(fields_of(field_at(job, "ops").config_type)) == {"step1", "step2", "step3",
+                                                                  "step4"}
+    # typed: a value of the wrong type is refused before any run starts
+    with pytest.raises(DagsterInvalidConfigError, match="params"):
+        validate_run_config(job, {"resources": {"spine": {"config": {"params": "timeout=5"}}}})
+
+
+LAUNCHPAD_YAML = """
+resources:
+  spine:
+    config:
+      params:
+        api_url: {api_url}
+        key: value
+ops:
+  step3:
+    config:
+      timeout: 7
+"""
+
+
+def test_launching_with_only_the_launchpad_config(database_url, dagster_instance, monkeypatch):
+    monkeypatch.setenv("SPINE_DAGSTER_DATABASE_URL", database_url)
+    job = example_location.defs.get_repository_def().get_job("my__workflow")
+    api = ExternalAPI()
+    api.start()
+    try:
+        run_config = yaml.safe_load(LAUNCHPAD_YAML.format(api_url=api.url))
+        validate_run_config(job, run_config)
+        result = job.execute_in_process(run_config=run_config, instance=dagster_instance)
+    finally:
+        api.stop()
+
+    assert result.success
+    record = WorkflowRunner(database_url=database_url, instance=dagster_instance).get_run(
+        result.run_id)
+    assert record.status == "completed"
+    assert record.run_id == result.run_id  # launched without a spine run id: it is the Dagster id
+    final = record.context
+    assert final.params["key"] == "value"
+    assert final.params["api_url"] == api.url
+    assert final.params["timeout"] == 30  # the workflow default: the step config is per step
+    assert final.get_output("step3", "timeout_used") == 7
+    assert final.get_output("step3", "api_status") == "ok"
+    assert final.get_output("step4", "message") == "Workflow completed successfully"
+
+
+# -- output metadata in the event log -----------------------------------------------------------
+def measured(ctx, config):
+    return StepResult.ok(output={"rows": 10},
+                         quality=QualityMetrics(record_count=10, valid_count=9, null_count=1))
+
+
+def bad_rows(ctx, config):
+    return StepResult.fail("3 rows have no id", ErrorCategory.DATA_QUALITY)
+
+
+METADATA_WF = Workflow("defs.metadata", [Step.lambda_("measure", measured),
+                                        Step.lambda_("check", bad_rows)])
+
+
+def test_ops_show_checkpoint_quality_and_error_category(database_url, dagster_instance):
+    defs = build_definitions([METADATA_WF], database_url=database_url)
+    job = defs.get_repository_def().get_job("defs__metadata")
+    result = job.execute_in_process(instance=dagster_instance, raise_on_error=False)
+    assert not result.success
+    run_id = result.run_id
+
+    handled = {e.step_key: metadata_values(e.event_specific_data.metadata)
+               for e in events(dagster_instance, run_id, DagsterEventType.HANDLED_OUTPUT)}
+    checkpoint = WorkflowRunner(database_url=database_url, instance=dagster_instance) \
+        .get_checkpoint(run_id, "measure")
+    assert handled == {"measure": {"spine/checkpoint": "measure",
+                                   "spine/checkpoint_bytes": checkpoint.size_bytes}}
+    assert checkpoint.size_bytes > 0
+
+    outputs = {e.step_key: metadata_values(e.step_output_data.metadata)
+               for e in events(dagster_instance, run_id, DagsterEventType.STEP_OUTPUT)}
+    quality = outputs["measure"]["spine/quality"]
+    assert quality["record_count"] == 10 and quality["valid_count"] == 9
+    assert quality["null_count"] == 1 and quality["passed"] is True
+
+    [failure] = events(dagster_instance, run_id, DagsterEventType.STEP_FAILURE)
+    assert failure.step_key == "check"
+    failed = metadata_values(failure.step_failure_data.user_failure_data.metadata)
+    assert failed["spine/error_category"] == "DATA_QUALITY"
+    assert failed["spine/error"] == "3 rows have no id"
+    assert failed["spine/step"] == "check" and failed["spine/attempt"] == 1
