@@ -28,7 +28,7 @@ from .errors import CheckpointNotFoundError, CheckpointTooLargeError, SpineDagst
 from .resources import run_config_of
 from .results import WorkflowStatus
 from .serialization import RawJSON, decode, dumps
-from .store import CheckpointStore, build_snapshot
+from .store import CheckpointStore, build_snapshot, context_of
 
 STRATEGIES = ("every_step", "key_steps")
 DEFAULT_MAX_CHECKPOINT_BYTES = 16 * 1024 * 1024
@@ -192,7 +192,7 @@ class SpineCheckpointIOManager(ConfigurableIOManager):
                 f"{run_id!r} has no checkpoint for it (under checkpoint_strategy='key_steps' only "
                 f"key steps are checkpointed). Resume from the newest checkpoint instead: "
                 f"spine-dagster resume {run_id}")
-        return checkpoint.context_snapshot["context"]
+        return context_of(checkpoint.context_snapshot)
 
 
 def start_context_for(config: dict[str, Any], store: CheckpointStore, run_id: str,
@@ -210,7 +210,7 @@ def start_context_for(config: dict[str, Any], store: CheckpointStore, run_id: st
         raise CheckpointNotFoundError(
             f"run {run_id!r} has no checkpoint for step {source!r} to start {step_name!r} from. "
             f"List the checkpoints with: spine-dagster checkpoints {run_id}")
-    return checkpoint.context_snapshot["context"]
+    return context_of(checkpoint.context_snapshot)
 
 
 def _in_process(context: Any) -> bool:

@@ -55,9 +55,9 @@ class Checkpoint:
     @property
     def context(self) -> WorkflowContext:
         """The checkpointed ``WorkflowContext``, ready to pass to ``execute(context=...)``."""
-        data = dict(self.context_snapshot.get("context", {}))
-        data.setdefault("run_id", self.run_id)
-        data.setdefault("workflow_name", self.workflow_name)
+        data = context_of(self.context_snapshot)
+        data["run_id"] = data.get("run_id") or self.run_id
+        data["workflow_name"] = data.get("workflow_name") or self.workflow_name
         return WorkflowContext.from_dict(data)
 
     @property
@@ -116,22 +116,43 @@ class RunRecord:
         return self.dagster_run_ids[-1] if self.dagster_run_ids else None
 
 
+CHECKPOINT_METADATA = ("created_at", "python_version", "spine_dagster_version", "dagster_version",
+                       "dagster_run_id")
+CONTEXT_KEYS = ("params", "outputs", "quality_metrics", "partition", "started_at")
+
+
 def build_snapshot(run_id: str, workflow_name: str, step_name: str, context: dict[str, Any],
                    *, dagster_run_id: str | None, dagster_version: str) -> dict[str, Any]:
-    """The spine checkpoint format (see the seed's "What Gets Saved")."""
-    return {
-        "run_id": run_id,
-        "workflow_name": workflow_name,
-        "step_name": step_name,
-        "context": context,
-        "metadata": {
-            "created_at": utcnow().isoformat(),
-            "python_version": platform.python_version(),
-            "spine_dagster_version": __version__,
-            "dagster_version": dagster_version,
-            "dagster_run_id": dagster_run_id,
-        },
+    """A checkpoint's ``context_snapshot``: the serialized context plus checkpoint metadata.
+
+    Top level: ``run_id``, ``workflow_name``, ``step_name``, ``params``, ``outputs``,
+    ``quality_metrics``, ``partition``, ``started_at`` and ``metadata``. ``metadata`` holds the
+    context's own metadata plus ``created_at``, ``python_version``, ``spine_dagster_version``,
+    ``dagster_version`` and ``dagster_run_id``.
+    """
+    snapshot: dict[str, Any] = {"run_id": run_id, "workflow_name": workflow_name,
+                                "step_name": step_name}
+    for key in CONTEXT_KEYS:
+        snapshot[key] = context.get(key)
+    snapshot["metadata"] = {
+        **(context.get("metadata") or {}),
+        "created_at": utcnow().isoformat(),
+        "python_version": platform.python_version(),
+        "spine_dagster_version": __version__,
+        "dagster_version": dagster_version,
+        "dagster_run_id": dagster_run_id,
     }
+    return snapshot
+
+
+def context_of(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """The ``WorkflowContext.to_dict()`` form inside a checkpoint snapshot."""
+    context = {key: snapshot.get(key) for key in CONTEXT_KEYS}
+    context["run_id"] = snapshot.get("run_id")
+    context["workflow_name"] = snapshot.get("workflow_name")
+    context["metadata"] = {k: v for k, v in (snapshot.get("metadata") or {}).items()
+                           if k not in CHECKPOINT_METADATA}
+    return context
 
 
 class CheckpointStore:
@@ -230,11 +251,12 @@ class CheckpointStore:
 
     @staticmethod
     def _checkpoint(row: Any) -> Checkpoint:
-        snapshot = row.context_snapshot or {}
-        context = snapshot.get("context", {}) if isinstance(snapshot, dict) else {}
+        snapshot = dict(row.context_snapshot or {})
+        # the seed's nested view ("What Gets Saved"): snapshot["context"]["params"], ...
+        snapshot.setdefault("context", {k: snapshot.get(k) for k in CONTEXT_KEYS})
         return Checkpoint(
             run_id=row.run_id, workflow_name=row.workflow_name, step_name=row.step_name,
-            context_snapshot=snapshot, step_outputs=dict(context.get("outputs", {})),
+            context_snapshot=snapshot, step_outputs=dict(snapshot.get("outputs") or {}),
             created_at=_aware(row.created_at), step_index=row.step_index,
             dagster_run_id=row.dagster_run_id, size_bytes=row.size_bytes)
 

@@ -46,11 +46,14 @@ def test_checkpoints_table_in_spine_format_read_with_plain_sql(runner, database_
     snapshot = rows[1].context_snapshot
     if isinstance(snapshot, str):  # SQLite hands JSON back as text
         snapshot = json.loads(snapshot)
-    assert snapshot["context"]["params"] == {"key": "value", "derived_key": "computed_value"}
-    assert snapshot["context"]["outputs"]["step2"] == {"processed": 950}
-    assert snapshot["context"]["partition"] == {"date": "2026-01-10"}
-    assert "quality_metrics" in snapshot["context"]
-    assert snapshot["metadata"]["spine_dagster_version"]
+    assert (snapshot["run_id"], snapshot["workflow_name"], snapshot["step_name"]) == (
+        result.run_id, "my.workflow", "step2")
+    assert snapshot["params"] == {"key": "value", "derived_key": "computed_value"}
+    assert snapshot["outputs"] == {"step1": {"records": 1000}, "step2": {"processed": 950}}
+    assert snapshot["partition"] == {"date": "2026-01-10"}
+    assert snapshot["quality_metrics"]["step1"]["record_count"] == 1000
+    for key in ("created_at", "python_version", "spine_dagster_version", "dagster_version"):
+        assert snapshot["metadata"][key], key
     assert rows[1].created_at is not None
     assert any(set(u["column_names"]) == {"run_id", "step_name"} for u in uniques)
     expected_json = "JSONB" if database_url.startswith("postgresql") else "JSON"
