@@ -249,6 +249,48 @@ class CheckpointStore:
         with self._begin() as conn:
             return conn.execute(sa.delete(checkpoints).where(checkpoints.c.run_id == run_id)).rowcount
 
+    def cleanup(self, older_than: datetime, *, batch_size: int = 1000,
+                dry_run: bool = False) -> int:
+        """Delete the checkpoints written before ``older_than``; returns how many (would) go.
+
+        Kept: every checkpoint of a run that is ``running`` or being resumed (its lease is held),
+        and those of runs that failed at or after ``older_than`` (they may still be resumed).
+        Rows go in batches of ``batch_size``, each in its own short transaction (select a batch of
+        ids, delete them, commit), so concurrent checkpoint writes wait at most one batch.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        cutoff = (_aware(older_than) or utcnow()).astimezone(timezone.utc)
+        if dry_run:
+            with self._begin() as conn:
+                return conn.execute(sa.select(sa.func.count()).select_from(checkpoints)
+                                    .where(self._due(cutoff))).scalar_one()
+        deleted, last_id = 0, 0
+        while True:
+            with self._begin() as conn:
+                due = self._due(cutoff)
+                ids = conn.execute(sa.select(checkpoints.c.id)
+                                   .where(due, checkpoints.c.id > last_id)
+                                   .order_by(checkpoints.c.id).limit(batch_size)).scalars().all()
+                if not ids:
+                    return deleted
+                # ``due`` again: a run that started (or took a lease) since the select is spared.
+                deleted += conn.execute(sa.delete(checkpoints)
+                                        .where(checkpoints.c.id.in_(ids), due)).rowcount
+            if len(ids) < batch_size:
+                return deleted
+            last_id = ids[-1]
+
+    @staticmethod
+    def _due(cutoff: datetime) -> sa.ColumnElement[bool]:
+        """The retention policy: written before ``cutoff``, and of no run that must keep them."""
+        now = utcnow()
+        protected = sa.select(runs.c.run_id).where(sa.or_(
+            runs.c.status == WorkflowStatus.RUNNING.value,
+            sa.and_(runs.c.status == WorkflowStatus.FAILED.value, runs.c.updated_at >= cutoff),
+            sa.and_(runs.c.lease_owner.is_not(None), runs.c.lease_expires_at > now)))
+        return sa.and_(checkpoints.c.created_at < cutoff, checkpoints.c.run_id.not_in(protected))
+
     @staticmethod
     def _checkpoint(row: Any) -> Checkpoint:
         snapshot = dict(row.context_snapshot or {})
