@@ -22,6 +22,7 @@ from .errors import (
     CheckpointTooLargeError,
     DatabaseUnavailableError,
     InvalidAutomationError,
+    InvalidRetentionError,
     InvalidWorkflowError,
     NothingToResumeError,
     RunInProgressError,
@@ -38,6 +39,7 @@ from .io_manager import SpineCheckpointIOManager
 from .model import ErrorCategory, ErrorPolicy, RetryPolicy, Step, StepType, Workflow
 from .pipelines import pipeline, registered_pipelines
 from .resources import SpineRunConfig
+from .retention import CheckpointRetention, cleanup_job, cleanup_schedule
 from .results import QualityMetrics, StepExecution, StepResult, WorkflowResult, WorkflowStatus
 from .runner import WorkflowRunner
 from .store import Checkpoint, CheckpointStore, RunRecord
@@ -46,6 +48,7 @@ from .version import __version__
 __all__ = [
     "Checkpoint",
     "CheckpointNotFoundError",
+    "CheckpointRetention",
     "CheckpointSerializationError",
     "CheckpointStore",
     "CheckpointTooLargeError",
@@ -53,6 +56,7 @@ __all__ = [
     "ErrorCategory",
     "ErrorPolicy",
     "InvalidAutomationError",
+    "InvalidRetentionError",
     "InvalidWorkflowError",
     "NothingToResumeError",
     "QualityMetrics",
@@ -83,6 +87,8 @@ __all__ = [
     "__version__",
     "build_definitions",
     "build_job",
+    "cleanup_job",
+    "cleanup_schedule",
     "op_name_for",
     "pipeline",
     "registered_pipelines",

@@ -264,6 +264,7 @@ def build_job(
     partitions_def: Any = None,
     io_manager: SpineCheckpointIOManager | None = None,
     workflow_ref_value: str | None = None,
+    delete_checkpoints_on_success: bool = False,
 ) -> JobDefinition:
     """Compile ``workflow`` to a Dagster job: one op per step, chained in order.
 
@@ -276,7 +277,8 @@ def build_job(
         name: the job name (default: the sanitized workflow name).
         tags: extra job tags.
         partitions_def: a Dagster ``PartitionsDefinition``; ``ctx.partition`` is the run's key.
-        io_manager: a configured IO manager, instead of the three settings above.
+        io_manager: a configured IO manager, instead of the settings above and below.
+        delete_checkpoints_on_success: delete the run's checkpoints when it completes.
     """
     validate(workflow)
     if checkpoint_strategy not in (None, *STRATEGIES):
@@ -296,6 +298,8 @@ def build_job(
             settings["checkpoint_strategy"] = checkpoint_strategy
         if max_checkpoint_bytes:
             settings["max_checkpoint_bytes"] = max_checkpoint_bytes
+        if delete_checkpoints_on_success:
+            settings["delete_checkpoints_on_success"] = True
         io_manager = SpineCheckpointIOManager(**settings)
     job_tags = {WORKFLOW_TAG: workflow.name, **(tags or {})}
     if is_importable(ref):
@@ -316,12 +320,14 @@ def build_job(
 
 
 def load_job(ref: str, database_url: str | None = None, checkpoint_strategy: str | None = None,
-             max_checkpoint_bytes: int | None = None, executor: str = "in_process") -> JobDefinition:
+             max_checkpoint_bytes: int | None = None, executor: str = "in_process",
+             delete_checkpoints_on_success: bool = False) -> JobDefinition:
     """The reconstructable entry point: load the workflow at ``ref`` and compile it."""
     workflow = load_workflow(ref)
     return build_job(workflow, database_url=database_url, checkpoint_strategy=checkpoint_strategy,
                      max_checkpoint_bytes=max_checkpoint_bytes, executor=executor,
-                     workflow_ref_value=ref)
+                     workflow_ref_value=ref,
+                     delete_checkpoints_on_success=delete_checkpoints_on_success)
 
 
 def reconstructable_job(workflow: Workflow, *, ref: str | None = None, **settings: Any):

@@ -68,3 +68,7 @@ class InvalidWorkflowError(SpineDagsterError, ValueError):
 
 class InvalidAutomationError(SpineDagsterError, ValueError):
     """A schedule, sensor or code-location option cannot be built as asked."""
+
+
+class InvalidRetentionError(SpineDagsterError, ValueError):
+    """A retention period or batch size for checkpoint cleanup is missing or not valid."""

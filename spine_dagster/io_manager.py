@@ -102,6 +102,10 @@ class SpineCheckpointIOManager(ConfigurableIOManager):
     max_checkpoint_bytes: int = Field(
         default=DEFAULT_MAX_CHECKPOINT_BYTES, description="Largest checkpoint allowed, in bytes. "
         "A bigger one fails its step: store a reference to the data instead.")
+    delete_checkpoints_on_success: bool = Field(
+        default=False, description="Delete a spine run's checkpoints as soon as it completes "
+        "successfully (its final context stays in core_workflow_runs). Failed runs keep theirs, "
+        "so that they can be resumed.")
 
     def get_store(self) -> CheckpointStore:
         return store_for(self.database_url)
@@ -115,8 +119,9 @@ class SpineCheckpointIOManager(ConfigurableIOManager):
         run = context.step_context.dagster_run
         run_id = spine_run_id_of(run)
         store = self.get_store()
+        drop = self.delete_checkpoints_on_success and obj.final_status is WorkflowStatus.COMPLETED
         try:
-            if obj.checkpoint:
+            if obj.checkpoint and not drop:
                 self._write_checkpoint(context, store, run_id, run.run_id, obj)
             else:
                 if obj.final_status is None and not _in_process(context):
@@ -129,6 +134,8 @@ class SpineCheckpointIOManager(ConfigurableIOManager):
         except Exception as exc:
             _record_failure(store, run_id, run.run_id, obj.step_name, exc)
             raise
+        if drop:
+            _delete_on_success(context, store, run_id)
         if obj.final_status is None:
             TRANSIT.put(run.run_id, obj.step_name, obj.context)
         elif not _in_process(context):
@@ -211,6 +218,17 @@ def start_context_for(config: dict[str, Any], store: CheckpointStore, run_id: st
             f"run {run_id!r} has no checkpoint for step {source!r} to start {step_name!r} from. "
             f"List the checkpoints with: spine-dagster checkpoints {run_id}")
     return context_of(checkpoint.context_snapshot)
+
+
+def _delete_on_success(context: OutputContext, store: CheckpointStore, run_id: str) -> None:
+    """``delete_checkpoints_on_success``: best effort, the run has completed either way."""
+    try:
+        deleted = store.delete_checkpoints(run_id)
+    except Exception as exc:  # noqa: BLE001
+        context.log.warning(f"spine run {run_id} completed, but deleting its checkpoints failed "
+                            f"({exc}); delete them with: spine-dagster delete {run_id}")
+        return
+    context.add_output_metadata({"spine/checkpoints_deleted": deleted})
 
 
 def _in_process(context: Any) -> bool:

@@ -18,8 +18,10 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import time
 import uuid
 from datetime import datetime
 from typing import Any, Mapping
@@ -31,6 +33,7 @@ from .compiler import RESUMED, WORKFLOW_TAG, reconstructable_job, step_keys, val
 from .context import WorkflowContext
 from .errors import (
     CheckpointNotFoundError,
+    InvalidRetentionError,
     InvalidWorkflowError,
     NothingToResumeError,
     RunInProgressError,
@@ -44,11 +47,16 @@ from .io_manager import RUN_ID_TAG, STRATEGIES, store_for
 from .locate import is_importable, load_workflow, workflow_ref
 from .model import Workflow
 from .resources import RESOURCE_KEY
+from .retention import DEFAULT_BATCH_SIZE, cutoff_for
+from .retention import cleanup_checkpoints as _cleanup_checkpoints
 from .results import StepExecution, WorkflowResult, WorkflowStatus
 from .serialization import dumps
 from .store import Checkpoint, CheckpointStore, RunRecord, utcnow
 
 LEASE_SECONDS = 60.0
+AUTO_CLEANUP_INTERVAL_SECONDS = 3600.0
+_last_auto_cleanup: dict[str, float] = {}
+_log = logging.getLogger("spine_dagster")
 _IN_PROGRESS = {DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
                 DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING}
 _KEEP_DAGSTER_TAGS = ("dagster/partition",)
@@ -123,7 +131,13 @@ class WorkflowRunner:
         instance: the Dagster instance. Default: ``$DAGSTER_HOME`` when set, else a persistent
             instance in ``~/.spine_dagster/dagster_home``.
         checkpoint_strategy: ``every_step`` (default) or ``key_steps``.
-        checkpoint_retention_days: keep checkpoints this many days (see ``cleanup_checkpoints``).
+        checkpoint_retention_days: keep checkpoints this many days. When set, the runner applies
+            the retention policy (see ``cleanup_checkpoints``) after each run it executes or
+            resumes, at most once an hour per database. Deployments that launch runs from the
+            Dagster UI use the daily ``retention.cleanup_schedule`` in ``build_definitions``.
+        delete_checkpoints_on_success: delete a run's checkpoints as soon as it completes
+            successfully (its final context stays in ``get_run``). Set in the job's IO manager, so
+            it also holds for the runner's re-executions.
         executor: ``in_process`` (default) or ``multiprocess``.
         max_checkpoint_bytes: the largest checkpoint allowed.
         log_level: level of Dagster's console logger for runs this runner launches (e.g.
@@ -140,10 +154,13 @@ class WorkflowRunner:
         executor: str = "in_process",
         max_checkpoint_bytes: int | None = None,
         log_level: str | None = None,
+        delete_checkpoints_on_success: bool = False,
     ) -> None:
         if checkpoint_strategy not in STRATEGIES:
             raise InvalidWorkflowError(
                 f"unknown checkpoint_strategy {checkpoint_strategy!r}; use one of {STRATEGIES}")
+        if checkpoint_retention_days is not None:
+            cutoff_for(checkpoint_retention_days)  # refuse a bad period now, not after a run
         self.database_url = db.resolve_url(database_url)
         self.store: CheckpointStore = store_for(self.database_url)
         self._instance = instance
@@ -152,6 +169,7 @@ class WorkflowRunner:
         self.executor = executor
         self.max_checkpoint_bytes = max_checkpoint_bytes
         self.log_level = log_level
+        self.delete_checkpoints_on_success = delete_checkpoints_on_success
 
     @property
     def instance(self) -> DagsterInstance:
@@ -276,6 +294,23 @@ class WorkflowRunner:
         """Delete every checkpoint of a run; returns how many were deleted."""
         return self.store.delete_checkpoints(self._require_run(run_id).run_id)
 
+    def cleanup_checkpoints(self, retention_days: float | None = None, *, dry_run: bool = False,
+                            batch_size: int = DEFAULT_BATCH_SIZE) -> int:
+        """Apply the retention policy; returns how many checkpoints were deleted (or are due).
+
+        Deletes the checkpoints older than ``retention_days`` (default: the runner's
+        ``checkpoint_retention_days``), except those of runs that failed within that time.
+        Nothing of a running run (or of one being resumed) is touched. Deletes ``batch_size``
+        rows per short transaction; ``dry_run`` only counts.
+        """
+        days = retention_days if retention_days is not None else self.checkpoint_retention_days
+        if days is None:
+            raise InvalidRetentionError(
+                "no retention period: pass retention_days=N, or create the runner with "
+                "WorkflowRunner(checkpoint_retention_days=N).")
+        return _cleanup_checkpoints(self.database_url, days, dry_run=dry_run,
+                                    batch_size=batch_size)
+
     # -- internals --------------------------------------------------------------------------------
     def _unknown(self, run_id: str) -> str:
         return (f"no spine run or Dagster run with id {run_id!r} in the checkpoint database at "
@@ -376,7 +411,9 @@ class WorkflowRunner:
         return reconstructable_job(workflow, ref=ref, database_url=self.database_url,
                                    checkpoint_strategy=self.checkpoint_strategy,
                                    max_checkpoint_bytes=self.max_checkpoint_bytes,
-                                   executor=self.executor)
+                                   executor=self.executor,
+                                   delete_checkpoints_on_success=(
+                                       self.delete_checkpoints_on_success or None))
 
     def _launch(self, workflow: Workflow, spine_id: str, run_config: dict[str, Any],
                 selection: list[str] | None) -> WorkflowResult:
@@ -385,6 +422,7 @@ class WorkflowRunner:
         run_config = self._with_logging(run_config)
         result = execute_job(self._job(workflow), instance=self.instance, run_config=run_config,
                              tags=tags, raise_on_error=False, op_selection=selection)
+        self._auto_cleanup()
         return self._result(workflow, spine_id, result, started)
 
     def _reexecute(self, workflow: Workflow, record: RunRecord, overrides: dict[str, Any],
@@ -413,7 +451,26 @@ class WorkflowRunner:
         result = execute_job(self._job(workflow), instance=self.instance,
                              run_config=run_config, tags=tags, raise_on_error=False,
                              reexecution_options=options)
+        self._auto_cleanup()
         return self._result(workflow, record.run_id, result, started)
+
+    def _auto_cleanup(self) -> None:
+        """With ``checkpoint_retention_days``: the retention policy, at most hourly per database."""
+        if self.checkpoint_retention_days is None:
+            return
+        now = time.monotonic()
+        last = _last_auto_cleanup.get(self.database_url)
+        if last is not None and now - last < AUTO_CLEANUP_INTERVAL_SECONDS:
+            return
+        _last_auto_cleanup[self.database_url] = now
+        try:
+            deleted = self.cleanup_checkpoints()
+        except Exception as exc:  # noqa: BLE001 - housekeeping must not turn a run into an error
+            _log.warning("spine_dagster: checkpoint cleanup after the run failed: %s", exc)
+            return
+        if deleted:
+            _log.info("spine_dagster: deleted %d checkpoint(s) older than %s days", deleted,
+                      self.checkpoint_retention_days)
 
     def _result(self, workflow: Workflow, spine_id: str, result: Any,
                 started: datetime) -> WorkflowResult:
