@@ -186,6 +186,8 @@ def _make_op(workflow: Workflow, index: int, keys: Sequence[str], ref: str | Non
             store.fail_step(run_id=run_id, step_name=step.name, dagster_run_id=run.run_id,
                             error=outcome.error, error_category=outcome.error_category,
                             fail_run=not retry)
+            if not retry:  # the Dagster run ends here: its non-checkpoint contexts are garbage
+                store.delete_transit(run.run_id)
             failure = SpineStepFailure(step.name, outcome.error, outcome.error_category, attempt)
             if retry:
                 raise RetryRequested(max_retries=policy.max_attempts - 1,

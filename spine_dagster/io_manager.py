@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Literal, Optional, get_args
 
 import dagster
 from dagster import ConfigurableIOManager, InputContext, OutputContext
@@ -30,7 +30,8 @@ from .results import WorkflowStatus
 from .serialization import RawJSON, decode, dumps
 from .store import CheckpointStore, build_snapshot, context_of
 
-STRATEGIES = ("every_step", "key_steps")
+Strategy = Literal["every_step", "key_steps"]
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
 DEFAULT_MAX_CHECKPOINT_BYTES = 16 * 1024 * 1024
 RUN_ID_TAG = "spine/run_id"
 
@@ -88,14 +89,20 @@ class SpineCheckpointIOManager(ConfigurableIOManager):
     """Persists each spine step's resulting context as a checkpoint in ``core_workflow_checkpoints``.
 
     Configure it in ``Definitions`` (``build_definitions`` does it for you) so that runs launched
-    from the UI, schedules and sensors checkpoint too.
+    from the UI, schedules and sensors checkpoint too, with the same ``checkpoint_strategy``.
+
+    The precedence of ``checkpoint_strategy`` is: the workflow's own
+    (``Workflow(checkpoint_strategy=...)``), then this config (``WorkflowRunner`` and ``build_job``
+    set it from their ``checkpoint_strategy``). A run can also set it in the Launchpad under
+    ``resources.spine_io.config``; Dagster then *replaces* the config given in code rather than
+    merging into it, so repeat ``database_url`` there (or set ``SPINE_DAGSTER_DATABASE_URL``).
     """
 
     database_url: Optional[str] = Field(
         default=None, description="Checkpoint database URL: sqlite:///path.db or "
         "postgresql+psycopg2://user@host/db. Default: $SPINE_DAGSTER_DATABASE_URL, else SQLite at "
         "$SPINE_DAGSTER_HOME/checkpoints.db (~/.spine_dagster/checkpoints.db).")
-    checkpoint_strategy: str = Field(
+    checkpoint_strategy: Strategy = Field(
         default="every_step", description="every_step: checkpoint after each successful step; "
         "key_steps: only after steps declared checkpoint=True or results with checkpoint=True. A "
         "workflow's own checkpoint_strategy wins over this.")
@@ -194,11 +201,9 @@ class SpineCheckpointIOManager(ConfigurableIOManager):
                 return moved
         checkpoint = store.get_checkpoint(run_id, upstream_step)
         if checkpoint is None:
-            raise CheckpointNotFoundError(
-                f"step {step_name!r} needs the context after step {upstream_step!r}, but spine run "
-                f"{run_id!r} has no checkpoint for it (under checkpoint_strategy='key_steps' only "
-                f"key steps are checkpointed). Resume from the newest checkpoint instead: "
-                f"spine-dagster resume {run_id}")
+            raise CheckpointNotFoundError(_no_upstream_checkpoint(
+                store, run_id, step_name, upstream_step,
+                upstream.definition_metadata.get("spine/index")))
         return context_of(checkpoint.context_snapshot)
 
 
@@ -231,6 +236,20 @@ def _delete_on_success(context: OutputContext, store: CheckpointStore, run_id: s
     context.add_output_metadata({"spine/checkpoints_deleted": deleted})
 
 
+def _no_upstream_checkpoint(store: CheckpointStore, run_id: str, step_name: str,
+                            upstream_step: str, upstream_index: int | None) -> str:
+    """Why a re-execution cannot start at ``step_name``, and where it can start instead."""
+    earlier = [(index, name) for name, index, _ in store.list_checkpoint_steps(run_id)
+               if upstream_index is None or index < upstream_index]
+    where = (f"re-execute from the step after {max(earlier)[1]!r}, its newest checkpoint before "
+             f"{step_name!r}," if earlier else "re-execute all steps")
+    return (f"step {step_name!r} needs the context after step {upstream_step!r}, but spine run "
+            f"{run_id!r} has no checkpoint for it (under checkpoint_strategy='key_steps' only key "
+            f"steps are checkpointed), so a re-execution cannot start at {step_name!r}. Resume the "
+            f"run instead: spine-dagster resume {run_id} (or WorkflowRunner().resume), or in the "
+            f"Dagster UI {where} selecting everything downstream.")
+
+
 def _in_process(context: Any) -> bool:
     return context.step_context.job_def.executor_def.name == "in_process"
 
@@ -243,5 +262,6 @@ def _record_failure(store: CheckpointStore, run_id: str, dagster_run_id: str,
     try:
         store.fail_step(run_id=run_id, step_name=step_name, dagster_run_id=dagster_run_id,
                         error=str(exc) or type(exc).__name__, error_category="INTERNAL")
+        store.delete_transit(dagster_run_id)  # the Dagster run fails here; nothing reads them
     except Exception:  # noqa: BLE001
         pass

@@ -447,6 +447,9 @@ class WorkflowRunner:
                      "dagster/parent_run_id": parent.run_id,
                      "dagster/root_run_id": parent.root_run_id or parent.run_id})
         options = ReexecutionOptions(parent_run_id=parent.run_id, step_selection=list(selection))
+        # A resume starts from checkpoints only. Transit rows the parent left behind (its process
+        # died before the failing step could drop them) are garbage now.
+        self.store.delete_transit(parent.run_id)
         started = utcnow()
         result = execute_job(self._job(workflow), instance=self.instance,
                              run_config=run_config, tags=tags, raise_on_error=False,
