@@ -26,9 +26,10 @@ class SpineRunConfig(ConfigurableResource):
 
     params: dict[str, Any] = Field(
         default={}, description="Workflow params, merged over the workflow's defaults.")
-    partition: Optional[dict[str, Any]] = Field(
-        default=None, description="Spine partition (ctx.partition). Defaults to the run's "
-        "Dagster partition key, if the job is partitioned.")
+    partition: Any = Field(
+        default=None, description="Spine partition (ctx.partition): a dict such as "
+        "{date: 2026-01-10}, or a string. Defaults to the run's Dagster partition key, if the job "
+        "is partitioned (a dict of dimension keys for multi-partitions).")
     params_override: dict[str, Any] = Field(
         default={}, description="Set by resume: params merged over the checkpointed params of "
         "the first step this re-execution runs.")

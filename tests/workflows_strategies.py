@@ -129,3 +129,9 @@ RETRYING = Workflow(
                                               backoff_multiplier=1.0)),
     ],
 )
+
+# Partitioned in the tests (build_job(..., partitions_def=...)): the steps see the run's key.
+PARTITIONED = Workflow(
+    name="strategies.partitioned",
+    steps=[Step.lambda_("cheap", _cheap), Step.lambda_("flaky", _flaky)],
+)
