@@ -24,13 +24,13 @@ from pydantic import Field
 class SpineRunConfig(ConfigurableResource):
     """Run-level config of a spine job (resource key ``spine``)."""
 
-    params: dict[str, Any] = Field(
+    params: dict[str, Optional[Any]] = Field(
         default={}, description="Workflow params, merged over the workflow's defaults.")
     partition: Any = Field(
         default=None, description="Spine partition (ctx.partition): a dict such as "
         "{date: 2026-01-10}, or a string. Defaults to the run's Dagster partition key, if the job "
         "is partitioned (a dict of dimension keys for multi-partitions).")
-    params_override: dict[str, Any] = Field(
+    params_override: dict[str, Optional[Any]] = Field(
         default={}, description="Set by resume: params merged over the checkpointed params of "
         "the first step this re-execution runs.")
     start_from: Optional[str] = Field(
@@ -38,7 +38,7 @@ class SpineRunConfig(ConfigurableResource):
     start_checkpoint: Optional[str] = Field(
         default=None, description="With start_from: the step whose checkpoint is the start "
         "context.")
-    start_context: Optional[dict[str, Any]] = Field(
+    start_context: Optional[dict[str, Optional[Any]]] = Field(
         default=None, description="With start_from: an explicit start context "
         "(WorkflowContext.to_dict()).")
 
