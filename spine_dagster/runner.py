@@ -44,6 +44,7 @@ from .errors import (
     WorkflowNotFoundError,
 )
 from .io_manager import RUN_ID_TAG, STRATEGIES, store_for
+from .liveness import LAUNCHER_TAG, launcher_tag, orphaned_reason
 from .locate import is_importable, load_workflow, workflow_ref
 from .model import Workflow
 from .resources import RESOURCE_KEY
@@ -364,18 +365,34 @@ class WorkflowRunner:
         return workflow.step_index(name) + 1
 
     def _reconcile(self, record: RunRecord) -> RunRecord:
-        """A run that says ``running`` but whose Dagster run ended (a crash) is ``failed``."""
+        """A ``running`` run whose Dagster run ended, or whose process died (see liveness.py), is
+        ``failed``: its Dagster run too, and the step it was running."""
         if record.status is not WorkflowStatus.RUNNING or not record.last_dagster_run_id:
             return record
         dagster_run = self.instance.get_run_by_id(record.last_dagster_run_id)
-        if dagster_run is None or dagster_run.status in _IN_PROGRESS:
+        if dagster_run is None or dagster_run.status is DagsterRunStatus.SUCCESS:
             return record
-        if dagster_run.status is DagsterRunStatus.SUCCESS:
-            return record
-        error = (f"Dagster run {dagster_run.run_id} ended {dagster_run.status.value} before the "
-                 f"step reported (the process was killed, or the run was canceled)")
-        self.store.mark_run(record.run_id, WorkflowStatus.FAILED, error=error,
-                            error_step=record.error_step, error_category="INTERNAL")
+        if dagster_run.status in _IN_PROGRESS:
+            orphaned = orphaned_reason(self.instance, dagster_run)
+            if orphaned is None:
+                return record
+            # Its process died (see liveness.py): say so in Dagster too, so that the UI and
+            # Dagster's own re-execution see a failed run rather than one running forever.
+            self.instance.report_run_failed(dagster_run, f"spine_dagster: {orphaned}")
+            self.store.delete_transit(dagster_run.run_id)
+            error = orphaned
+        else:
+            error = (f"Dagster run {dagster_run.run_id} ended {dagster_run.status.value} before "
+                     f"the step reported (the process was killed, or the run was canceled)")
+        running = [row.step_name for row in self.store.step_rows(record.run_id).values()
+                   if row.status == "running" and row.dagster_run_id == dagster_run.run_id]
+        if running:
+            self.store.fail_step(run_id=record.run_id, step_name=running[0],
+                                 dagster_run_id=dagster_run.run_id, error=error,
+                                 error_category="INTERNAL")
+        else:
+            self.store.mark_run(record.run_id, WorkflowStatus.FAILED, error=error,
+                                error_step=record.error_step, error_category="INTERNAL")
         return self.store.get_run(record.run_id)
 
     def _lease(self, record: RunRecord, statuses: tuple[str, ...]) -> _Lease:
@@ -385,7 +402,10 @@ class WorkflowRunner:
         if dagster_run is not None and dagster_run.status in _IN_PROGRESS:
             raise RunInProgressError(
                 f"run {record.run_id!r} is still running (Dagster run {last} is "
-                f"{dagster_run.status.value}); wait for it to finish, or terminate it first.")
+                f"{dagster_run.status.value}); wait for it to finish, or terminate it first. If "
+                f"the process running it died on another machine, mark it failed first: Terminate "
+                f"(force) in the Dagster UI, or instance.report_run_failed(instance.get_run_by_id("
+                f"{last!r})).")
         lease = _Lease(self.store, record.run_id)
         if not self.store.acquire_lease(record.run_id, lease.owner, LEASE_SECONDS, statuses):
             owner, until = self.store.lease_of(record.run_id)
@@ -418,7 +438,7 @@ class WorkflowRunner:
     def _launch(self, workflow: Workflow, spine_id: str, run_config: dict[str, Any],
                 selection: list[str] | None) -> WorkflowResult:
         started = utcnow()
-        tags = {RUN_ID_TAG: spine_id, WORKFLOW_TAG: workflow.name}
+        tags = {RUN_ID_TAG: spine_id, WORKFLOW_TAG: workflow.name, LAUNCHER_TAG: launcher_tag()}
         run_config = self._with_logging(run_config)
         result = execute_job(self._job(workflow), instance=self.instance, run_config=run_config,
                              tags=tags, raise_on_error=False, op_selection=selection)
@@ -445,7 +465,8 @@ class WorkflowRunner:
                 if not k.startswith("dagster/") or k.startswith(_KEEP_DAGSTER_TAGS)}
         tags.update({RUN_ID_TAG: record.run_id, WORKFLOW_TAG: workflow.name,
                      "dagster/parent_run_id": parent.run_id,
-                     "dagster/root_run_id": parent.root_run_id or parent.run_id})
+                     "dagster/root_run_id": parent.root_run_id or parent.run_id,
+                     LAUNCHER_TAG: launcher_tag()})
         options = ReexecutionOptions(parent_run_id=parent.run_id, step_selection=list(selection))
         # A resume starts from checkpoints only. Transit rows the parent left behind (its process
         # died before the failing step could drop them) are garbage now.
