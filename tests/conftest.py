@@ -140,3 +140,16 @@ def dagster_instance(dagster_home) -> Iterator[DagsterInstance]:
         yield instance
     finally:
         instance.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def deployment(request, tmp_path) -> Iterator[tuple[str, str]]:
+    """(DAGSTER_HOME, checkpoint database URL) on one backend: all SQLite, or all PostgreSQL."""
+    if request.param == "sqlite":
+        yield (write_dagster_home(tmp_path / "dagster_home", "sqlite"),
+               f"sqlite:///{tmp_path}/checkpoints.db")
+        spine_db.dispose_all()
+    else:
+        home = write_dagster_home(tmp_path / "dagster_home", "postgres",
+                                  request.getfixturevalue("pg_dagster_url"))
+        yield home, request.getfixturevalue("pg_schema_url")
