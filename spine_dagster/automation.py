@@ -23,7 +23,7 @@ Example:
     ...                spine_partitioned_schedule(daily, hour_of_day=1)],
     ...     sensors=[spine_sensor(wf, lambda context: {"tier": "silver"})])
     >>> sorted(s.name for s in defs.schedules)
-    ['docs__auto_schedule', 'docs__daily_schedule']
+    ['docs__auto_schedule', 'docs__daily_schedule', 'spine_checkpoint_cleanup_schedule']
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Each workflow becomes a job (see ``build_job``) whose checkpoints go to one data
 and sensors from :mod:`spine_dagster.automation` run them. Put the result in a module that a
 ``workspace.yaml`` loads, and ``dagster dev`` / ``dagster-webserver`` / ``dagster-daemon`` serve it:
 runs launched from the UI, a schedule or a sensor checkpoint and resume like ``WorkflowRunner``
-runs. Every process that runs steps must see the same checkpoint ``database_url``.
+runs. Every process that runs steps must see the same checkpoint ``database_url``. A daily
+schedule applies the checkpoint retention policy (see :mod:`spine_dagster.retention`).
 
 Example:
     >>> from dagster import DailyPartitionsDefinition
@@ -24,6 +25,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from dagster import Definitions, JobDefinition, PartitionsDefinition
 
+from . import retention
 from .compiler import build_job, op_name_for
 from .errors import InvalidAutomationError
 from .io_manager import SpineCheckpointIOManager
@@ -90,6 +92,9 @@ def build_definitions(
     schedules: Sequence[Any] = (),
     sensors: Sequence[Any] = (),
     resources: Mapping[str, Any] | None = None,
+    delete_checkpoints_on_success: bool = False,
+    checkpoint_retention_days: float | None = retention.DEFAULT_RETENTION_DAYS,
+    retention_cron_schedule: str = retention.DEFAULT_CRON_SCHEDULE,
 ) -> Definitions:
     """One job per workflow, with the checkpoint IO manager and the ``spine`` run-config resource.
 
@@ -104,12 +109,19 @@ def build_definitions(
         executor: ``in_process`` (default) or ``multiprocess``; a ``SpineJob``'s own wins.
         jobs, schedules, sensors, resources: more definitions to serve alongside, e.g. from
             ``spine_schedule``, ``spine_partitioned_schedule`` and ``spine_sensor``.
+        delete_checkpoints_on_success: delete a run's checkpoints once it completes.
+        checkpoint_retention_days: the retention period that the cleanup schedule applies
+            (``spine_checkpoint_cleanup_schedule``, running by default; it needs the daemon).
+            ``None`` leaves the schedule out.
+        retention_cron_schedule: when the cleanup runs (default daily at 03:00 UTC).
     """
     settings: dict[str, Any] = {"database_url": database_url}
     if checkpoint_strategy:
         settings["checkpoint_strategy"] = checkpoint_strategy
     if max_checkpoint_bytes:
         settings["max_checkpoint_bytes"] = max_checkpoint_bytes
+    if delete_checkpoints_on_success:
+        settings["delete_checkpoints_on_success"] = True
     io_manager = SpineCheckpointIOManager(**settings)
     specs = [as_spine_job(item) for item in workflows]
     seen: dict[str, str] = {}
@@ -120,9 +132,13 @@ def build_definitions(
                 f"Dagster job {spec.job_name!r}; give one of them SpineJob(..., name=...).")
         seen[spec.job_name] = spec.workflow.name
     spine_jobs = [spec.build(io_manager=io_manager, executor=executor) for spec in specs]
+    cleanup = []
+    if checkpoint_retention_days is not None:
+        cleanup.append(retention.cleanup_schedule(database_url, checkpoint_retention_days,
+                                                  retention_cron_schedule))
     return Definitions(
         jobs=[*spine_jobs, *jobs],
-        schedules=list(schedules),
+        schedules=[*schedules, *cleanup],
         sensors=list(sensors),
         resources={IO_MANAGER_KEY: io_manager, RESOURCE_KEY: SpineRunConfig(), **(resources or {})},
     )

@@ -20,6 +20,7 @@ import yaml
 from dagster import (
     DagsterEventType,
     DagsterInvalidConfigError,
+    DefaultScheduleStatus,
     Definitions,
     StaticPartitionsDefinition,
     validate_run_config,
@@ -33,6 +34,7 @@ from examples.workflows import MY_WORKFLOW
 from spine_dagster import (
     ErrorCategory,
     InvalidAutomationError,
+    InvalidRetentionError,
     QualityMetrics,
     SpineJob,
     Step,
@@ -97,7 +99,8 @@ def test_code_location_serves_the_examples_with_their_schedules_and_sensor():
         "examples__file_ingest"}
     assert {s.name: s.job_name for s in repo.schedule_defs} == {
         "examples__daily_report_schedule": "examples__daily_report",
-        "examples__nightly_digest_schedule": "examples__nightly_digest"}
+        "examples__nightly_digest_schedule": "examples__nightly_digest",
+        "spine_checkpoint_cleanup_schedule": "spine_checkpoint_cleanup"}
     assert {s.name: s.job_name for s in repo.sensor_defs} == {
         "examples__file_ingest_sensor": "examples__file_ingest"}
     daily = repo.get_job("examples__daily_report")
@@ -124,8 +127,8 @@ def test_per_workflow_options_and_extra_definitions(tmp_path):
         sensors=[spine_sensor("regional", lambda context: None)])
     repo = defs.get_repository_def()
 
-    assert sorted(j.name for j in repo.get_all_jobs()) == ["defs__extra", "defs__plain",
-                                                             "regional"]
+    assert sorted(j.name for j in repo.get_all_jobs()) == [
+        "defs__extra", "defs__plain", "regional", "spine_checkpoint_cleanup"]
     regional = repo.get_job("regional")
     assert regional.partitions_def.get_partition_keys() == ["eu", "us"]
     assert regional.executor_def.name == "multiprocess"
@@ -135,6 +138,32 @@ def test_per_workflow_options_and_extra_definitions(tmp_path):
     io = repo.get_job("defs__plain").resource_defs["spine_io"]
     assert io.config_schema.default_value["checkpoint_strategy"] == "key_steps"
     assert io.config_schema.default_value["database_url"] == f"sqlite:///{tmp_path}/c.db"
+
+
+def test_retention_schedule_is_daily_by_default_configurable_and_optional(tmp_path):
+    wf = Workflow("defs.kept", [Step.lambda_("a", ok)])
+    url = f"sqlite:///{tmp_path}/c.db"
+
+    default = build_definitions([wf], database_url=url).get_repository_def()
+    cleanup = default.get_schedule_def("spine_checkpoint_cleanup_schedule")
+    assert (cleanup.cron_schedule, cleanup.default_status) == ("0 3 * * *",
+                                                               DefaultScheduleStatus.RUNNING)
+    resource = default.get_job("spine_checkpoint_cleanup").resource_defs["spine_retention"]
+    assert resource.config_schema.default_value["database_url"] == url
+    assert resource.config_schema.default_value["retention_days"] == 7
+
+    custom = build_definitions([wf], database_url=url, checkpoint_retention_days=30,
+                               retention_cron_schedule="0 4 * * 0").get_repository_def()
+    cleanup = custom.get_schedule_def("spine_checkpoint_cleanup_schedule")
+    assert cleanup.cron_schedule == "0 4 * * 0"
+    assert custom.get_job("spine_checkpoint_cleanup").resource_defs["spine_retention"] \
+        .config_schema.default_value["retention_days"] == 30
+
+    off = build_definitions([wf], database_url=url, checkpoint_retention_days=None)
+    assert [s.name for s in off.get_repository_def().schedule_defs] == []
+    assert not off.get_repository_def().has_job("spine_checkpoint_cleanup")
+    with pytest.raises(InvalidRetentionError, match="positive number of days"):
+        build_definitions([wf], checkpoint_retention_days=0)
 
 
 def test_bad_items_and_colliding_job_names_are_refused():
