@@ -16,8 +16,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 import yaml
 from dagster import (
+    DagsterInstance,
     DagsterEventType,
     DagsterInvalidConfigError,
     DefaultScheduleStatus,
@@ -284,3 +286,39 @@ def test_ops_show_checkpoint_quality_and_error_category(database_url, dagster_in
     assert failed["spine/error_category"] == "DATA_QUALITY"
     assert failed["spine/error"] == "3 rows have no id"
     assert failed["spine/step"] == "check" and failed["spine/attempt"] == 1
+
+
+# -- the README's deployment examples ------------------------------------------------------------
+def readme_block(first_line: str) -> str:
+    """The fenced block of README.md whose first line is ``first_line``."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    for block in text.split("```")[1::2]:
+        body = block.split("\n", 1)[1] if "\n" in block else ""
+        if body.startswith(first_line):
+            return body
+    raise AssertionError(f"README.md has no code block starting with {first_line!r}")
+
+
+def test_readme_production_dagster_yaml_loads_on_postgres(tmp_path, pg_dagster_url, monkeypatch):
+    url = sa.make_url(pg_dagster_url)
+    for key, value in {"HOST": url.host, "PORT": str(url.port or 5432), "USER": url.username,
+                       "PASSWORD": url.password or "", "DB": url.database}.items():
+        monkeypatch.setenv(f"DAGSTER_PG_{key}", value)
+    (tmp_path / "dagster.yaml").write_text(readme_block("# $DAGSTER_HOME/dagster.yaml"))
+
+    instance = DagsterInstance.from_config(str(tmp_path))
+    try:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        assert instance.run_retries_enabled and instance.run_monitoring_enabled
+        assert instance.get_runs(limit=1) is not None  # the storage answers
+    finally:
+        instance.dispose()
+
+
+def test_readme_launchpad_config_is_valid_for_the_example_job():
+    job = example_location.defs.get_repository_def().get_job("my__workflow")
+    config = yaml.safe_load(readme_block("resources:\n  spine:"))
+    validate_run_config(job, config)
+    assert config["ops"]["step3"]["config"] == {"timeout": 120}
