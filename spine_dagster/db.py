@@ -13,13 +13,14 @@ import contextlib
 import os
 import threading
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, NamedTuple, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from . import migrations
 from .errors import DatabaseUnavailableError, SchemaOutOfDateError
-from .schema import SCHEMA_VERSION, metadata, schema_version
+from .schema import SCHEMA_VERSION, schema_version
 from .serialization import RawJSON, dumps, loads
 
 ENV_DATABASE_URL = "SPINE_DAGSTER_DATABASE_URL"
@@ -167,16 +168,24 @@ def _migration_lock(conn: sa.Connection) -> Iterator[None]:
     yield
 
 
-def upgrade(url: str | None = None) -> tuple[int | None, int]:
-    """Create or migrate the tables. Returns (version before, version after)."""
+class Upgrade(NamedTuple):
+    """What ``upgrade`` did: the version before (None: no tables), after, and the changes."""
+
+    before: int | None
+    after: int
+    changes: list[str]
+
+
+def upgrade(url: str | None = None) -> Upgrade:
+    """Create or migrate the tables (see :mod:`spine_dagster.migrations`), in one transaction."""
     url = resolve_url(url)
     with begin(url) as conn, _migration_lock(conn):
         before = current_version(conn)
-        metadata.create_all(conn)
+        changes = migrations.migrate(conn, before)
         conn.execute(sa.delete(schema_version))
         conn.execute(sa.insert(schema_version).values(id=1, version=SCHEMA_VERSION))
     _schema_checked.add(url)
-    return before, SCHEMA_VERSION
+    return Upgrade(before, SCHEMA_VERSION, changes)
 
 
 def ensure_schema(url: str) -> None:
@@ -185,13 +194,16 @@ def ensure_schema(url: str) -> None:
         return
     with begin(url) as conn:
         version = current_version(conn)
+        lacking = migrations.missing(conn) if version is not None else []
     if version is None:
         upgrade(url)
         return
-    if version < SCHEMA_VERSION:
+    if version < SCHEMA_VERSION or lacking:
+        behind = (f"has schema version {version}" if version < SCHEMA_VERSION
+                  else f"lacks {', '.join(lacking[:5])}")
         raise SchemaOutOfDateError(
-            f"the checkpoint database at {mask_url(url)} has schema version {version}, but this "
-            f"spine_dagster needs {SCHEMA_VERSION}. Run: spine-dagster db upgrade "
+            f"the checkpoint database at {mask_url(url)} {behind}; this spine_dagster needs "
+            f"schema version {SCHEMA_VERSION}. Run: spine-dagster db upgrade "
             f"--database-url '{mask_url(url)}'"
         )
     _schema_checked.add(url)

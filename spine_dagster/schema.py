@@ -19,7 +19,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
-SCHEMA_VERSION = 1
+# Bump it with every change below, and describe the change in migrations.py's history.
+SCHEMA_VERSION = 2
 
 metadata = sa.MetaData()
 
