@@ -1,0 +1,263 @@
+"""The ``spine-dagster`` command line, through its real entry point (the console script)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from spine_dagster import CheckpointStore, SchemaOutOfDateError, WorkflowRunner
+from spine_dagster import db as spine_db
+from spine_dagster.cli import main, parse_param
+
+from checkpoint_rows import KEPT_AFTER_POLICY, make_run, remaining, seed_policy_cases
+
+TESTS_DIR = Path(__file__).resolve().parent
+SCRIPT = Path(sys.executable).parent / "spine-dagster"
+
+
+def spine(*args: str, env: dict[str, str], input: str | None = None,
+          cwd: Path = TESTS_DIR) -> subprocess.CompletedProcess:
+    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "spine_dagster.cli"]
+    return subprocess.run([*command, *args], env=env, cwd=cwd, input=input, capture_output=True,
+                          text=True, timeout=240)
+
+
+def one_line_error(proc: subprocess.CompletedProcess, code: int = 1) -> str:
+    assert proc.returncode == code, (proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def env(tmp_path) -> dict[str, str]:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    environ = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return {**environ, "DAGSTER_HOME": str(home), "SEED_CALLS_FILE": str(tmp_path / "calls.txt")}
+
+
+def calls(env) -> list[str]:
+    return Path(env["SEED_CALLS_FILE"]).read_text().splitlines()
+
+
+def failed_seed_run(database_url: str, env: dict[str, str]) -> str:
+    """Run the seed workflow in another process, with its API down: it fails at step3."""
+    code = textwrap.dedent(f"""
+        from seed_workflows import SEED
+        from spine_dagster import WorkflowRunner
+        result = WorkflowRunner(database_url={database_url!r}, log_level="ERROR").execute(
+            SEED, params={{"timeout": 30}})
+        print(result.run_id, result.status.value)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], env={**env, "SEED_API_DOWN": "1"},
+                          cwd=TESTS_DIR, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_id, status = proc.stdout.split()[-2:]
+    assert status == "failed"
+    return run_id
+
+
+def run_main(capsys, *args: str) -> tuple[int, str, str]:
+    """The same CLI in this process: for output details that need no process boundary."""
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_inspect_resume_and_delete_a_run_that_failed_in_another_process(database_url, env,
+                                                                         capsys):
+    run_id = failed_seed_run(database_url, env)
+    store = CheckpointStore(database_url)
+    make_run(store, "other-run", "completed", checkpoint_days=1, steps=1)  # tests.retention
+    db = ("--database-url", database_url)
+
+    failed = spine("runs", "--status", "failed", *db, env=env)
+    assert failed.returncode == 0, failed.stderr
+    header, *rows = failed.stdout.splitlines()
+    assert header.split() == ["RUN", "ID", "WORKFLOW", "STATUS", "FAILED", "STEP", "AGE", "ERROR"]
+    assert [row.split()[:4] for row in rows] == [[run_id, "my.workflow", "failed", "step3"]]
+    assert rows[0].split()[4].endswith("s")  # its age, in seconds
+    code, out, _ = run_main(capsys, "runs", *db)
+    assert code == 0 and {line.split()[0] for line in out.splitlines()[1:]} == {run_id, "other-run"}
+    code, out, _ = run_main(capsys, "runs", "--workflow", "tests.retention", *db)
+    assert [line.split()[0] for line in out.splitlines()[1:]] == ["other-run"]
+    code, out, _ = run_main(capsys, "runs", "--status", "running", *db)
+    assert (code, out) == (0, "no runs with status running\n")
+
+    code, out, _ = run_main(capsys, "checkpoints", run_id, *db)
+    lines = out.splitlines()
+    assert lines[0].startswith(f"run {run_id} (workflow my.workflow): failed at step step3")
+    assert [line.split()[0] for line in lines[1:]] == ["STEP", "step1", "step2"]
+    as_json = json.loads(spine("checkpoint", run_id, "step2", "--json", *db, env=env).stdout)
+    assert as_json["params"]["timeout"] == 30
+    assert as_json["outputs"] == {"step1": {"records": 1000}, "step2": {"processed": 950}}
+    code, out, _ = run_main(capsys, "checkpoint", run_id, "step2", *db)
+    assert "params:" in out and '"derived_key": "computed_value"' in out
+    code, _, err = run_main(capsys, "checkpoint", run_id, "step4", *db)
+    assert code == 1 and err.count("\n") == 1 and "no checkpoint for step 'step4'" in err
+
+    # The API is back. Resume from the CLI, from the project directory (no PYTHONPATH): the run
+    # recorded that its workflow is seed_workflows:SEED.
+    resumed = spine("resume", run_id, "--param", "timeout=120", *db,
+                    env={**env, "SEED_API_DOWN": "0"})
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    out = resumed.stdout.splitlines()
+    assert out[0].startswith(f"resuming run {run_id}") and out[1] == "params override: timeout=120"
+    progress = [line.split()[:2] for line in out if line.startswith("  ")]
+    assert ["step3", "completed"] in progress and ["step4", "completed"] in progress
+    assert progress.index(["step3", "completed"]) < progress.index(["step4", "completed"])
+    assert not any(step in ("step1", "step2") for step, _ in progress)
+    assert out[-1].startswith(f"run {run_id} completed") and out[-1].endswith("step3, step4")
+    assert calls(env) == ["step1 0 30", "step2 0 30", "step3 0 30", "step3 1 120", "step4 1 120"]
+    step3 = store.get_checkpoint(run_id, "step3").context
+    assert step3.params["timeout"] == 120 and step3.params["__resumed__"] is True
+    assert step3.outputs["step3"]["timeout"] == 120
+
+    declined = spine("delete", run_id, *db, env=env, input="n\n")
+    assert declined.returncode == 1 and "Delete 4 checkpoint(s)" in declined.stdout
+    assert "nothing deleted" in declined.stdout
+    assert len(store.list_checkpoints(run_id)) == 4
+    accepted = spine("delete", run_id, *db, env=env, input="y\n")
+    assert accepted.returncode == 0
+    assert f"deleted 4 checkpoint(s) of run {run_id}" in accepted.stdout
+    assert store.list_checkpoints(run_id) == []
+    code, out, _ = run_main(capsys, "delete", "other-run", "--yes", *db)
+    assert code == 0 and "Delete" not in out
+    assert remaining(store) == {}
+
+
+def test_bad_input_is_one_line_and_changes_nothing(database_url, env, capsys):
+    store = CheckpointStore(database_url)
+    make_run(store, "kept", "failed", checkpoint_days=1)
+    db = ("--database-url", database_url)
+    error = one_line_error(spine("checkpoints", "no-such-run", *db, env=env))
+    assert "no spine run or Dagster run with id 'no-such-run'" in error
+    assert "spine-dagster runs" in error
+    for args in (("checkpoint", "no-such-run", "step1"), ("resume", "no-such-run"),
+                 ("delete", "no-such-run", "--yes")):
+        code, out, err = run_main(capsys, *args, *db)
+        assert code == 1 and out == "" and err.count("\n") == 1
+        assert err.startswith("error: no spine run or Dagster run with id 'no-such-run'")
+    code, _, err = run_main(capsys, "cleanup", "--retention-days", "0", *db)
+    assert code == 1 and "positive number of days" in err
+    assert remaining(store) == {"kept": 2}
+
+
+def test_usage_errors_and_help():
+    env = dict(os.environ)
+    error = one_line_error(spine("resume", "some-run", "--param", "timeout", env=env), code=2)
+    assert "'timeout' is not key=value" in error and "spine-dagster resume --help" in error
+    error = one_line_error(spine("runs", "--database-url", "mysql://x/y", env=env))
+    assert "unsupported database" in error
+    top = spine("--help", env=env)
+    assert top.returncode == 0
+    for command in ("runs", "checkpoints", "checkpoint", "resume", "delete", "cleanup", "db"):
+        assert command in top.stdout
+
+
+def test_usage_errors_in_process(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["runs", "--status", "bogus"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "invalid choice: 'bogus'" in err
+
+
+@pytest.mark.parametrize("command", [["runs"], ["checkpoints"], ["checkpoint"], ["resume"],
+                                     ["delete"], ["cleanup"], ["db", "upgrade"]])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    assert "--database-url" in capsys.readouterr().out
+
+
+def test_param_values_are_json_when_they_parse():
+    assert parse_param("timeout=120") == ("timeout", 120)
+    assert parse_param("force=true") == ("force", True)
+    assert parse_param("ids=[1, 2]") == ("ids", [1, 2])
+    assert parse_param("url=https://api.example.com/v1?a=b") == ("url", "https://api.example.com/v1?a=b")
+    assert parse_param('name="120"') == ("name", "120")
+    assert parse_param("empty=") == ("empty", "")
+
+
+def test_cleanup(database_url, env, capsys):
+    store = CheckpointStore(database_url)
+    seed_policy_cases(store)
+    before = remaining(store)
+    db = ("--database-url", database_url)
+    dry = spine("cleanup", "--retention-days", "7", "--dry-run", *db, env=env)
+    assert dry.returncode == 0 and dry.stdout.startswith("would delete 6 checkpoint(s)")
+    assert remaining(store) == before
+    code, out, _ = run_main(capsys, "cleanup", "--batch-size", "2", *db)  # default: 7 days
+    assert code == 0 and out.startswith("deleted 6 checkpoint(s)")
+    assert remaining(store) == KEPT_AFTER_POLICY
+
+
+def _column_names(store: CheckpointStore, table: str) -> set[str]:
+    with store.engine.connect() as conn:
+        return {c["name"] for c in sa.inspect(conn).get_columns(table)}
+
+
+def test_db_upgrade_on_an_empty_and_on_an_older_database(database_url, env, capsys):
+    db = ("--database-url", database_url)
+    code, out, _ = run_main(capsys, "db", "upgrade", *db)
+    assert code == 0 and out.startswith("created the spine_dagster tables (schema version 2)")
+    code, out, _ = run_main(capsys, "db", "upgrade", *db)
+    assert code == 0 and "nothing to do" in out
+
+    # An older database: no version row, no workflow_signature column, a nested-form checkpoint.
+    store = CheckpointStore(database_url)
+    make_run(store, "old-run", "failed", checkpoint_days=1, steps=1)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM spine_dagster_schema"))
+        conn.execute(sa.text("ALTER TABLE core_workflow_runs DROP COLUMN workflow_signature"))
+        conn.execute(sa.update(sa.table("core_workflow_checkpoints",
+                                        sa.column("context_snapshot", sa.JSON)))
+                     .values(context_snapshot={
+                         "run_id": "old-run", "step_name": "s0",
+                         "context": {"params": {"timeout": 30}, "outputs": {"s0": {"i": 0}}},
+                         "metadata": {"created_at": "2026-01-10T12:00:00+00:00"}}))
+    spine_db.dispose_all()  # this process checked the schema already; forget that
+
+    with pytest.raises(SchemaOutOfDateError, match="Run: spine-dagster db upgrade"):
+        WorkflowRunner(database_url=database_url).get_run("old-run")
+    error = one_line_error(spine("runs", *db, env=env))
+    assert "has schema version 0" in error and "spine-dagster db upgrade --database-url" in error
+
+    upgraded = spine("db", "upgrade", *db, env=env)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert upgraded.stdout.splitlines() == [
+        f"upgraded {spine_db.mask_url(spine_db.resolve_url(database_url))} from schema version "
+        f"0 to 2", "  added column core_workflow_runs.workflow_signature",
+        "  ran migration step 2"]
+    assert "workflow_signature" in _column_names(store, "core_workflow_runs")
+
+    spine_db.dispose_all()
+    runner = WorkflowRunner(database_url=database_url)
+    assert runner.get_run("old-run").status == "failed"
+    checkpoint = runner.get_checkpoint("old-run", "s0")  # the nested form was rewritten
+    assert checkpoint.context.params == {"timeout": 30}
+    assert checkpoint.context.outputs == {"s0": {"i": 0}}
+
+
+def test_a_missing_column_is_caught_even_when_the_version_is_current(database_url):
+    store = CheckpointStore(database_url)
+    make_run(store, "r", "completed", checkpoint_days=1, steps=1)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE core_workflow_checkpoints DROP COLUMN size_bytes"))
+    spine_db.dispose_all()
+    with pytest.raises(SchemaOutOfDateError, match="lacks core_workflow_checkpoints.size_bytes"):
+        CheckpointStore(database_url).list_checkpoints("r")
+    assert spine_db.upgrade(database_url).changes == [
+        "added column core_workflow_checkpoints.size_bytes"]
+    assert [c.size_bytes for c in CheckpointStore(database_url).list_checkpoints("r")] == [0]
