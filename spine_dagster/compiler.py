@@ -58,7 +58,7 @@ from .io_manager import (
 from .locate import is_importable, load_workflow, workflow_ref
 from .model import ErrorPolicy, Step, StepType, Workflow
 from .pipelines import get_pipeline
-from .resources import IO_MANAGER_KEY, RESOURCE_KEY, SpineRunConfig, run_config_of
+from .resources import IO_MANAGER_KEY, RESOURCE_KEY, run_config_of, run_config_resource
 from .results import WorkflowStatus
 
 WORKFLOW_TAG = "spine/workflow"
@@ -228,7 +228,9 @@ def _make_op(workflow: Workflow, index: int, keys: Sequence[str], ref: str | Non
         required_resource_keys={RESOURCE_KEY, IO_MANAGER_KEY},
         tags={STEP_TAG: step.name, WORKFLOW_TAG: workflow.name},
         config_schema=Field(Permissive(), is_required=False, default_value={},
-                            description="Per-step config, merged over the step's own config."),
+                            description=f"Per-step config of step {step.name!r}, merged over the "
+                                        f"step's own config (a pipeline step's config starts "
+                                        f"from the params)."),
     )
     if index == 0:
         @dagster.op(**common)
@@ -311,7 +313,8 @@ def build_job(
                             description=workflow.description or None)
     return graph.to_job(
         name=job_name,
-        resource_defs={IO_MANAGER_KEY: io_manager, RESOURCE_KEY: SpineRunConfig()},
+        resource_defs={IO_MANAGER_KEY: io_manager,
+                       RESOURCE_KEY: run_config_resource(workflow.defaults)},
         executor_def=_executor(executor),
         tags=job_tags,
         partitions_def=partitions_def,

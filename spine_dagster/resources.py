@@ -15,10 +15,13 @@ partition; the other fields are set by ``resume`` and ``execute(start_from=...)`
 
 from __future__ import annotations
 
-from typing import Any, Optional
+import json
+from typing import Any, Mapping, Optional
 
 from dagster import ConfigurableResource
 from pydantic import Field
+
+from .serialization import dumps
 
 
 class SpineRunConfig(ConfigurableResource):
@@ -51,3 +54,21 @@ def run_config_of(dagster_run: Any) -> dict[str, Any]:
     """The ``spine`` resource config of a Dagster run, as a plain dict."""
     config = (dagster_run.run_config or {}).get("resources", {}).get(RESOURCE_KEY, {})
     return dict(config.get("config", {}) or {})
+
+
+def run_config_resource(defaults: Mapping[str, Any] | None = None) -> SpineRunConfig:
+    """The ``spine`` resource of one job: its ``params`` default shows the workflow's defaults.
+
+    The Launchpad then lists the params a workflow knows, with their default values. Defaults that
+    Dagster config cannot hold (e.g. a custom object) leave the default empty; they still apply,
+    since a run's params are always merged over the workflow's defaults.
+
+    Example:
+        >>> run_config_resource({"timeout": 30}).params
+        {'timeout': 30}
+    """
+    try:
+        shown = json.loads(dumps(dict(defaults or {}), what="the workflow defaults"))
+    except Exception:  # noqa: BLE001 - only a display default; the real defaults still apply
+        shown = {}
+    return SpineRunConfig(params=shown)

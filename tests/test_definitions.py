@@ -195,8 +195,11 @@ def test_run_config_schema_documents_params_partition_and_step_config():
     partition = field_at(job, "resources", "spine", "config", "partition")
     step3 = field_at(job, "ops", "step3", "config")
     assert "Workflow params" in params.description and not params.is_required
+    # the Launchpad shows the params the workflow knows, with their defaults
+    assert field_at(job, "resources", "spine", "config").default_value["params"] == \
+        MY_WORKFLOW.defaults
     assert "ctx.partition" in partition.description and not partition.is_required
-    assert "Per-step config" in step3.description and not step3.is_required
+    assert "Per-step config of step 'step3'" in step3.description and not step3.is_required
     assert field_at(job, "resources", "spine_io", "config", "database_url").description
     assert set(fields_of(field_at(job, "ops").config_type)) == {"step1", "step2", "step3",
                                                                   "step4"}
