@@ -262,7 +262,8 @@ def spine_sensor(
     * ``None`` (or a ``SkipReason``): no run this tick;
     * a mapping: launch one run with these params;
     * a list of mappings: one run per mapping;
-    * a ``RunRequest``: launched as is (full control, e.g. a partition key).
+    * a ``RunRequest``: launched as is (full control; a partitioned job needs one, with its
+      ``partition_key``).
 
     Args:
         target: the workflow (a ``Workflow``, ``SpineJob``, job, or job name).
@@ -283,10 +284,16 @@ def spine_sensor(
         >>> request.run_config["resources"]["spine"]["config"]["params"]
         {'file': 'a.csv'}
     """
-    job_name, _ = _resolve(target)
+    job_name, partitions_def = _resolve(target)
     run_tags = dict(tags or {})
+    sensor_name = name or f"{job_name}_sensor"
 
     def request_for(params: Params) -> RunRequest:
+        if partitions_def is not None:
+            raise InvalidAutomationError(
+                f"sensor {sensor_name!r}: job {job_name!r} is partitioned, so a run of it needs a "
+                f"partition key; return RunRequest(partition_key=..., "
+                f"run_config=spine_run_config(params)) from the sensor function instead of params.")
         run_config = spine_run_config(params, step_config=step_config)
         key = None
         if run_key_from_params:
@@ -307,12 +314,12 @@ def spine_sensor(
                 isinstance(p, Mapping) for p in produced):
             return [request_for(p) for p in produced] or SkipReason("no params this tick")
         raise InvalidAutomationError(
-            f"sensor {name or job_name + '_sensor'!r}: its function returned "
+            f"sensor {sensor_name!r}: its function returned "
             f"{type(produced).__name__}; return a dict of params, a list of them, a RunRequest, "
             f"or None to skip the tick.")
 
     decorate = sensor(
-        job_name=job_name, name=name or f"{job_name}_sensor",
+        job_name=job_name, name=sensor_name,
         minimum_interval_seconds=minimum_interval_seconds, default_status=default_status,
         description=description or f"Launches spine job {job_name!r} with params computed at "
                                    f"tick time.")

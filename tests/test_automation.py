@@ -223,3 +223,7 @@ def test_sensor_may_return_its_own_run_request(instance, tmp_path):
                             sensors=[sensor]).get_repository_def().get_job("auto__look")
     assert run_request(job, sensor(build_sensor_context(instance=instance)), instance).success
     assert [(s["partition"], s["params"]["tier"]) for s in SEEN] == [("us", "vip")]
+
+    params_only = spine_sensor(spec, lambda context: {"tier": "vip"}, name="params_only")
+    with pytest.raises(InvalidAutomationError, match="'params_only'.*partitioned.*partition_key"):
+        params_only(build_sensor_context(instance=instance))
