@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from dagster import DagsterInstance, DagsterRunStatus, ReexecutionOptions, execute_job
 
@@ -95,6 +95,49 @@ def _json_safe(value: Any, what: str) -> Any:
     import json
 
     return json.loads(dumps(value, what=what))
+
+
+def resume_overrides(params_override: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The run config a resume merges over the parent's: the params and ``params_override``."""
+    override = _json_safe(dict(params_override or {}), "params_override")
+    return _spine_config(params=override, params_override=override)
+
+
+def reexecution_run_config(parent_config: Mapping[str, Any],
+                           overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The parent run's config without its one-shot start settings, ``overrides`` merged in.
+
+    A Dagster re-execution does not merge configs: it needs the whole config.
+    """
+    base = dict(parent_config or {})
+    spine = dict(base.get("resources", {}).get(RESOURCE_KEY, {}).get("config", {}))
+    for key in ("start_from", "start_checkpoint", "start_context", "params_override"):
+        spine.pop(key, None)
+    base = deep_merge(base, {"resources": {RESOURCE_KEY: {"config": {}}}})
+    base["resources"][RESOURCE_KEY]["config"] = spine
+    return deep_merge(base, overrides)
+
+
+def reexecution_tags(parent_tags: Mapping[str, str], *, parent_run_id: str, root_run_id: str,
+                     spine_run_id: str, workflow_name: str) -> dict[str, str]:
+    """The parent's own tags (not its launcher), the spine run id, and the run-group tags."""
+    tags = {k: v for k, v in parent_tags.items() if k != LAUNCHER_TAG
+            and (not k.startswith("dagster/") or k.startswith(_KEEP_DAGSTER_TAGS))}
+    tags.update({RUN_ID_TAG: spine_run_id, WORKFLOW_TAG: workflow_name,
+                 "dagster/parent_run_id": parent_run_id, "dagster/root_run_id": root_run_id})
+    return tags
+
+
+def resume_index(store: CheckpointStore, run_id: str, step_index: Callable[[str], int]) -> int:
+    """Where a resume starts: the step after the checkpoint written last (0 if there is none).
+
+    ``step_index`` maps a step name to its position in the workflow.
+    """
+    written = store.list_checkpoint_steps(run_id)
+    if not written:
+        return 0
+    _, name = max((created, name) for name, _, created in written)
+    return step_index(name) + 1
 
 
 class _Lease:
@@ -267,8 +310,7 @@ class WorkflowRunner:
             raise NothingToResumeError(
                 f"run {record.run_id!r}: every step up to the last one has a checkpoint; there "
                 f"is nothing to resume.")
-        override = _json_safe(dict(params_override or {}), "params_override")
-        config = _spine_config(params=override, params_override=override)
+        config = resume_overrides(params_override)
         with self._lease(record, statuses=("failed", "partial", "running")):
             return self._reexecute(workflow, record, config, keys[start_index:])
 
@@ -357,12 +399,7 @@ class WorkflowRunner:
         return max(before)[1]
 
     def _resume_index(self, workflow: Workflow, record: RunRecord) -> int:
-        """The step after the checkpoint written last (the first step if there is none)."""
-        written = self.store.list_checkpoint_steps(record.run_id)
-        if not written:
-            return 0
-        _, name = max((created, name) for name, _, created in written)
-        return workflow.step_index(name) + 1
+        return resume_index(self.store, record.run_id, workflow.step_index)
 
     def _reconcile(self, record: RunRecord) -> RunRecord:
         """A ``running`` run whose Dagster run ended, or whose process died (see liveness.py), is
@@ -454,19 +491,11 @@ class WorkflowRunner:
                 f"run {record.run_id!r} has no Dagster run {parent_id!r} in this Dagster instance "
                 f"({self.instance.root_directory}); use the instance the run was started with "
                 f"(DAGSTER_HOME).")
-        base = parent.run_config or {}
-        spine = dict(base.get("resources", {}).get(RESOURCE_KEY, {}).get("config", {}))
-        for key in ("start_from", "start_checkpoint", "start_context", "params_override"):
-            spine.pop(key, None)
-        base = deep_merge(base, {"resources": {RESOURCE_KEY: {"config": {}}}})
-        base["resources"][RESOURCE_KEY]["config"] = spine
-        run_config = self._with_logging(deep_merge(base, overrides))
-        tags = {k: v for k, v in parent.tags.items()
-                if not k.startswith("dagster/") or k.startswith(_KEEP_DAGSTER_TAGS)}
-        tags.update({RUN_ID_TAG: record.run_id, WORKFLOW_TAG: workflow.name,
-                     "dagster/parent_run_id": parent.run_id,
-                     "dagster/root_run_id": parent.root_run_id or parent.run_id,
-                     LAUNCHER_TAG: launcher_tag()})
+        run_config = self._with_logging(reexecution_run_config(parent.run_config or {}, overrides))
+        tags = reexecution_tags(parent.tags, parent_run_id=parent.run_id,
+                                root_run_id=parent.root_run_id or parent.run_id,
+                                spine_run_id=record.run_id, workflow_name=workflow.name)
+        tags[LAUNCHER_TAG] = launcher_tag()
         options = ReexecutionOptions(parent_run_id=parent.run_id, step_selection=list(selection))
         # A resume starts from checkpoints only. Transit rows the parent left behind (its process
         # died before the failing step could drop them) are garbage now.
@@ -498,30 +527,42 @@ class WorkflowRunner:
 
     def _result(self, workflow: Workflow, spine_id: str, result: Any,
                 started: datetime) -> WorkflowResult:
-        record = self.store.get_run(spine_id)
-        if record is None or (record.status is WorkflowStatus.RUNNING and not result.success):
-            error = _dagster_failure(result)
-            if record is None:
-                raise InvalidWorkflowError(
-                    f"Dagster run {result.run_id} of workflow {workflow.name!r} failed before any "
-                    f"step started: {error}")
-            self.store.mark_run(spine_id, WorkflowStatus.FAILED, error=error,
-                                error_category="INTERNAL")
-            record = self.store.get_run(spine_id)
-        rows = self.store.step_rows(spine_id)
-        executions = [
-            StepExecution(step.name, rows[step.name].status, rows[step.name].started_at,
-                          rows[step.name].updated_at, rows[step.name].error,
-                          rows[step.name].error_category, result.run_id)
-            for step in workflow.steps
-            if step.name in rows and rows[step.name].dagster_run_id == result.run_id
-        ]
-        return WorkflowResult(
-            workflow_name=workflow.name, run_id=spine_id, status=record.status,
-            context=record.context, started_at=started, completed_at=utcnow(),
-            step_executions=executions, error_step=record.error_step, error=record.error,
-            error_category=record.error_category, dagster_run_id=result.run_id,
-            dagster_run_ids=list(record.dagster_run_ids))
+        return result_from_store(
+            self.store, workflow_name=workflow.name, step_names=workflow.step_names(),
+            spine_id=spine_id, dagster_run_id=result.run_id, success=result.success,
+            failure=None if result.success else _dagster_failure(result), started=started)
+
+
+def result_from_store(store: CheckpointStore, *, workflow_name: str, step_names: list[str],
+                      spine_id: str, dagster_run_id: str, success: bool, failure: str | None,
+                      started: datetime) -> WorkflowResult:
+    """The ``WorkflowResult`` of a finished Dagster run of spine run ``spine_id``.
+
+    A run that still says ``running`` although its Dagster run failed (it failed before a step
+    could report) becomes ``failed`` with ``failure`` as its error.
+    """
+    record = store.get_run(spine_id)
+    if record is None or (record.status is WorkflowStatus.RUNNING and not success):
+        error = failure or f"Dagster run {dagster_run_id} failed"
+        if record is None:
+            raise InvalidWorkflowError(
+                f"Dagster run {dagster_run_id} of workflow {workflow_name!r} failed before any "
+                f"step started: {error}")
+        store.mark_run(spine_id, WorkflowStatus.FAILED, error=error, error_category="INTERNAL")
+        record = store.get_run(spine_id)
+    rows = store.step_rows(spine_id)
+    executions = [
+        StepExecution(name, rows[name].status, rows[name].started_at, rows[name].updated_at,
+                      rows[name].error, rows[name].error_category, dagster_run_id)
+        for name in step_names
+        if name in rows and rows[name].dagster_run_id == dagster_run_id
+    ]
+    return WorkflowResult(
+        workflow_name=workflow_name, run_id=spine_id, status=record.status,
+        context=record.context, started_at=started, completed_at=utcnow(),
+        step_executions=executions, error_step=record.error_step, error=record.error,
+        error_category=record.error_category, dagster_run_id=dagster_run_id,
+        dagster_run_ids=list(record.dagster_run_ids))
 
 
 def _dagster_failure(result: Any) -> str:
