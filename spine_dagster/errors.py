@@ -72,3 +72,18 @@ class InvalidAutomationError(SpineDagsterError, ValueError):
 
 class InvalidRetentionError(SpineDagsterError, ValueError):
     """A retention period or batch size for checkpoint cleanup is missing or not valid."""
+
+
+class WebserverUnavailableError(SpineDagsterError, ConnectionError):
+    """The Dagster webserver cannot be reached, or does not answer GraphQL."""
+
+
+class WebserverQueryError(SpineDagsterError):
+    """The Dagster webserver refused a GraphQL request (a ``PythonError``, invalid config...).
+
+    ``typename`` is the GraphQL error type (for example ``PythonError``).
+    """
+
+    def __init__(self, message: str, typename: str | None = None) -> None:
+        super().__init__(message)
+        self.typename = typename
