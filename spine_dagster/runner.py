@@ -283,12 +283,23 @@ class WorkflowRunner:
                             selection)
 
     def resume(self, run_id: str, *, params_override: Mapping[str, Any] | None = None,
-               workflow: Workflow | None = None) -> WorkflowResult:
+               workflow: Workflow | None = None, webserver: str | None = None) -> WorkflowResult:
         """Resume a failed run from its last checkpoint, as a Dagster re-execution.
 
         ``params_override`` is merged into the checkpointed params; the resumed steps see
         ``ctx.params["__resumed__"] == True``. The spine run id does not change.
+
+        With ``webserver="http://HOST:PORT"`` the re-execution is launched through that Dagster
+        deployment (its run launcher, run group and run retries; see ``SpineDagsterClient``) and
+        this waits for it. The deployment must use this runner's checkpoint database.
         """
+        if webserver is not None:
+            from .client import SpineDagsterClient  # noqa: PLC0415 - client imports this module
+
+            if workflow is not None:
+                self._check_workflow(workflow, self._require_run(run_id))
+            return SpineDagsterClient(webserver, database_url=self.database_url).resume_and_wait(
+                run_id, params_override=params_override)
         record = self._require_run(run_id)
         if record.status is WorkflowStatus.COMPLETED:
             raise NothingToResumeError(
