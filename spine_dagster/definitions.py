@@ -26,11 +26,13 @@ from typing import Any, Iterable, Mapping, Sequence
 from dagster import Definitions, JobDefinition, PartitionsDefinition
 
 from . import retention
+from .auto_resume import auto_resume_tags, with_auto_resume
 from .compiler import build_job, op_name_for
 from .errors import InvalidAutomationError
 from .io_manager import SpineCheckpointIOManager
 from .model import Workflow
 from .resources import IO_MANAGER_KEY, RESOURCE_KEY, SpineRunConfig
+from .resume_job import build_resume_job
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,9 +67,10 @@ class SpineJob:
 
     def build(self, *, io_manager: SpineCheckpointIOManager, executor: str) -> JobDefinition:
         """Compile the workflow with these options and the code location's IO manager."""
-        return build_job(self.workflow, io_manager=io_manager, executor=self.executor or executor,
-                         name=self.name, tags=dict(self.tags) or None,
-                         partitions_def=self.partitions_def)
+        tags = {**auto_resume_tags(self.workflow), **self.tags}
+        job = build_job(self.workflow, io_manager=io_manager, executor=self.executor or executor,
+                        name=self.name, tags=tags or None, partitions_def=self.partitions_def)
+        return with_auto_resume(job, self.workflow)
 
 
 def as_spine_job(item: Workflow | SpineJob) -> SpineJob:
@@ -95,6 +98,7 @@ def build_definitions(
     delete_checkpoints_on_success: bool = False,
     checkpoint_retention_days: float | None = retention.DEFAULT_RETENTION_DAYS,
     retention_cron_schedule: str = retention.DEFAULT_CRON_SCHEDULE,
+    resume_job: bool = False,
 ) -> Definitions:
     """One job per workflow, with the checkpoint IO manager and the ``spine`` run-config resource.
 
@@ -114,6 +118,11 @@ def build_definitions(
             (``spine_checkpoint_cleanup_schedule``, running by default; it needs the daemon).
             ``None`` leaves the schedule out.
         retention_cron_schedule: when the cleanup runs (default daily at 03:00 UTC).
+        resume_job: also serve the ``spine_resume`` job, which resumes a failed run with changed
+            params from the Launchpad (see :mod:`spine_dagster.resume_job`).
+
+    A workflow with ``auto_resume`` gets Dagster's run-retry tags and the auto-resume hook (see
+    :mod:`spine_dagster.auto_resume`).
     """
     settings: dict[str, Any] = {"database_url": database_url}
     if checkpoint_strategy:
@@ -132,6 +141,8 @@ def build_definitions(
                 f"Dagster job {spec.job_name!r}; give one of them SpineJob(..., name=...).")
         seen[spec.job_name] = spec.workflow.name
     spine_jobs = [spec.build(io_manager=io_manager, executor=executor) for spec in specs]
+    if resume_job:
+        spine_jobs.append(build_resume_job(io_manager=io_manager))
     cleanup = []
     if checkpoint_retention_days is not None:
         cleanup.append(retention.cleanup_schedule(database_url, checkpoint_retention_days,
