@@ -7,12 +7,14 @@ Example:
     'docs__init'
 """
 
+from .auto_resume import AutoResume
 from .automation import (
     spine_partitioned_schedule,
     spine_run_config,
     spine_schedule,
     spine_sensor,
 )
+from .client import RemoteRun, SpineDagsterClient
 from .compiler import SpineStepFailure, build_job, op_name_for
 from .context import WorkflowContext
 from .definitions import SpineJob, build_definitions
@@ -31,6 +33,8 @@ from .errors import (
     UnknownPipelineError,
     UnknownRunError,
     UnknownStepError,
+    WebserverQueryError,
+    WebserverUnavailableError,
     WorkflowChangedError,
     WorkflowMismatchError,
     WorkflowNotFoundError,
@@ -40,12 +44,14 @@ from .model import ErrorCategory, ErrorPolicy, RetryPolicy, Step, StepType, Work
 from .pipelines import pipeline, registered_pipelines
 from .resources import SpineRunConfig
 from .retention import CheckpointRetention, cleanup_job, cleanup_schedule
+from .resume_job import SpineWebserver, build_resume_job
 from .results import QualityMetrics, StepExecution, StepResult, WorkflowResult, WorkflowStatus
 from .runner import WorkflowRunner
 from .store import Checkpoint, CheckpointStore, RunRecord
 from .version import __version__
 
 __all__ = [
+    "AutoResume",
     "Checkpoint",
     "CheckpointNotFoundError",
     "CheckpointRetention",
@@ -60,15 +66,18 @@ __all__ = [
     "InvalidWorkflowError",
     "NothingToResumeError",
     "QualityMetrics",
+    "RemoteRun",
     "RetryPolicy",
     "RunInProgressError",
     "RunRecord",
     "SchemaOutOfDateError",
     "SpineCheckpointIOManager",
+    "SpineDagsterClient",
     "SpineDagsterError",
     "SpineJob",
     "SpineRunConfig",
     "SpineStepFailure",
+    "SpineWebserver",
     "Step",
     "StepExecution",
     "StepResult",
@@ -76,6 +85,8 @@ __all__ = [
     "UnknownPipelineError",
     "UnknownRunError",
     "UnknownStepError",
+    "WebserverQueryError",
+    "WebserverUnavailableError",
     "Workflow",
     "WorkflowChangedError",
     "WorkflowContext",
@@ -87,6 +98,7 @@ __all__ = [
     "__version__",
     "build_definitions",
     "build_job",
+    "build_resume_job",
     "cleanup_job",
     "cleanup_schedule",
     "op_name_for",

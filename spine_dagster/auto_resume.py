@@ -1,0 +1,161 @@
+"""Auto-resume: failed runs of a workflow resume from their last checkpoint, a bounded number of times.
+
+Built on Dagster's own run retries, not on a loop of ours:
+
+* the job gets the run tags ``dagster/max_retries`` (the number of resumes) and
+  ``dagster/retry_strategy: FROM_FAILURE``, so the daemon re-executes a failed run from its failed
+  step, and the IO manager loads the earlier context from the spine checkpoints;
+* a failure hook looks at the failed step's error category *before the run fails* and sets
+  ``dagster/retry_on_asset_or_op_failure`` on the run: ``true`` for a retryable category,
+  ``false`` otherwise. That is the tag Dagster reads when the run fails to decide
+  ``dagster/will_retry``; a ``DATA_QUALITY`` or ``INTERNAL`` failure is therefore never retried.
+
+The deployment needs ``run_retries: {enabled: true}`` in ``dagster.yaml`` and a running
+``dagster-daemon``. Only runs launched through a code location (UI, schedules, sensors, GraphQL,
+``spine-dagster resume --webserver``) are retried; ``WorkflowRunner.execute`` runs are not.
+Dagster counts every run of the run group, so manual re-executions count toward ``max_resumes``.
+
+Example:
+    >>> from spine_dagster import AutoResume, Step, StepResult, Workflow, build_definitions
+    >>> wf = Workflow("docs.auto", [Step.lambda_("a", lambda ctx, cfg: StepResult.ok())],
+    ...               auto_resume=AutoResume(max_resumes=2))
+    >>> defs = build_definitions([wf], database_url="sqlite:///checkpoints.db")
+    >>> tags = defs.get_job_def("docs__auto").tags
+    >>> tags["dagster/max_retries"], tags["dagster/retry_strategy"]
+    ('2', 'FROM_FAILURE')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from dagster import HookContext, HookDefinition, JobDefinition, failure_hook
+
+from .compiler import op_name_for
+from .errors import InvalidWorkflowError
+from .model import ErrorCategory, Workflow
+
+DEFAULT_CATEGORIES = (ErrorCategory.TRANSIENT.value, ErrorCategory.TIMEOUT.value,
+                      ErrorCategory.DEPENDENCY.value)
+MAX_RETRIES_TAG = "dagster/max_retries"
+RETRY_STRATEGY_TAG = "dagster/retry_strategy"
+RETRY_ON_FAILURE_TAG = "dagster/retry_on_asset_or_op_failure"
+AUTO_RESUME_TAG = "spine/auto_resume"
+FAILURE_CATEGORY_TAG = "spine/error_category"
+
+
+@dataclass(frozen=True)
+class AutoResume:
+    """How a workflow resumes its failed runs automatically.
+
+    Args:
+        max_resumes: at most this many automatic resumes per run (Dagster's ``max_retries``).
+        categories: the error categories that are resumed (default TRANSIENT, TIMEOUT,
+            DEPENDENCY). Any other failure stays failed.
+    """
+
+    max_resumes: int = 1
+    categories: tuple[str, ...] = DEFAULT_CATEGORIES
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_resumes, bool) or not isinstance(self.max_resumes, int) \
+                or self.max_resumes < 1:
+            raise InvalidWorkflowError(
+                f"AutoResume(max_resumes={self.max_resumes!r}): use a whole number >= 1 (to turn "
+                f"auto-resume off, leave Workflow(auto_resume=None)).")
+        object.__setattr__(self, "categories", _categories(self.categories))
+
+    def is_retryable(self, category: str | ErrorCategory | None) -> bool:
+        value = category.value if isinstance(category, ErrorCategory) else category
+        return value in self.categories
+
+    def job_tags(self) -> dict[str, str]:
+        """The run tags that turn on Dagster's run retries for the job."""
+        return {MAX_RETRIES_TAG: str(self.max_resumes), RETRY_STRATEGY_TAG: "FROM_FAILURE",
+                RETRY_ON_FAILURE_TAG: "true", AUTO_RESUME_TAG: ",".join(self.categories)}
+
+
+def _categories(values: Iterable[Any]) -> tuple[str, ...]:
+    if isinstance(values, (str, ErrorCategory)):
+        values = (values,)
+    known = [c.value for c in ErrorCategory]
+    result = []
+    for value in values:
+        name = value.value if isinstance(value, ErrorCategory) else str(value).upper()
+        if name not in known:
+            raise InvalidWorkflowError(
+                f"AutoResume: unknown error category {value!r}; use some of {known}.")
+        result.append(name)
+    if not result:
+        raise InvalidWorkflowError("AutoResume: categories is empty; name at least one category.")
+    return tuple(dict.fromkeys(result))
+
+
+def auto_resume_of(workflow: Workflow) -> AutoResume | None:
+    """The workflow's ``auto_resume`` as an ``AutoResume`` (None when it is off).
+
+    Accepts ``None``/``False`` (off), ``True`` (defaults), an ``int`` (``max_resumes``), a mapping
+    of ``AutoResume`` fields, or an ``AutoResume``.
+    """
+    value = getattr(workflow, "auto_resume", None)
+    if value is None or value is False:
+        return None
+    if value is True:
+        return AutoResume()
+    if isinstance(value, AutoResume):
+        return value
+    if isinstance(value, int):
+        return AutoResume(max_resumes=value)
+    if isinstance(value, Mapping):
+        return AutoResume(**value)
+    raise InvalidWorkflowError(
+        f"workflow {workflow.name!r}: auto_resume={value!r} is not supported; use "
+        f"AutoResume(max_resumes=..., categories=...), True, or a number of resumes.")
+
+
+def auto_resume_tags(workflow: Workflow) -> dict[str, str]:
+    """The job tags for ``workflow``'s auto-resume (empty when it is off)."""
+    policy = auto_resume_of(workflow)
+    return policy.job_tags() if policy else {}
+
+
+def failure_category(exc: BaseException | None) -> str:
+    """The spine error category of a step failure (``INTERNAL`` when it has none)."""
+    seen = 0
+    while exc is not None and seen < 10:
+        category = getattr(exc, "category", None)
+        if category is not None:
+            value = category.value if isinstance(category, ErrorCategory) else str(category)
+            known = {c.value for c in ErrorCategory}
+            return value if value in known else ErrorCategory.INTERNAL.value
+        exc, seen = exc.__cause__, seen + 1
+    return ErrorCategory.INTERNAL.value
+
+
+def auto_resume_hook(workflow: Workflow, policy: AutoResume) -> HookDefinition:
+    """The failure hook that tells Dagster whether this failure may be retried."""
+
+    @failure_hook(name=f"{op_name_for(workflow.name)}__auto_resume")
+    def _decide(context: HookContext) -> None:
+        category = failure_category(context.op_exception)
+        retry = policy.is_retryable(category)
+        context.instance.add_run_tags(context.run_id, {
+            RETRY_ON_FAILURE_TAG: "true" if retry else "false",
+            FAILURE_CATEGORY_TAG: category,
+        })
+        context.log.info(
+            f"auto-resume: step {context.op.name!r} failed with {category}; "
+            + ("Dagster may resume the run from its last checkpoint" if retry else
+               f"not resumed (auto-resume covers {', '.join(policy.categories)})"))
+
+    return _decide
+
+
+def with_auto_resume(job: JobDefinition, workflow: Workflow) -> JobDefinition:
+    """``job`` with the auto-resume hook when ``workflow`` opts in (build its tags with
+    ``build_job(..., tags=auto_resume_tags(workflow))``)."""
+    policy = auto_resume_of(workflow)
+    if policy is None:
+        return job
+    return job.with_hooks({auto_resume_hook(workflow, policy)})
