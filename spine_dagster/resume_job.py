@@ -84,7 +84,7 @@ class SpineResumeConfig(Config):
                        "fails. Default: launch it and finish.")
 
 
-@op(name=RESUME_JOB_NAME, out=Out(Nothing),
+@op(name=f"{RESUME_JOB_NAME}_launch", out=Out(Nothing),
     required_resource_keys={IO_MANAGER_KEY, WEBSERVER_RESOURCE_KEY},
     description="Resume a failed spine run from its newest checkpoint, with changed params.",
     tags={"kind": "spine"})
@@ -123,6 +123,7 @@ def build_resume_job(*, io_manager: SpineCheckpointIOManager | None = None,
                      "failed run's run group.",
          tags={"spine/tool": "resume"})
     def spine_resume():
-        spine_resume_op()
+        # The node is named like the job so that the Launchpad path is ops.spine_resume.config.
+        spine_resume_op.alias(RESUME_JOB_NAME)()
 
     return spine_resume

@@ -1,0 +1,242 @@
+"""A real Dagster deployment for tests/test_deployment.py (import its fixtures from here).
+
+``deployment`` (one per test module): ``dagster-webserver`` on 127.0.0.1 serving
+``tests/locations/spine_test_location.py`` from a workspace file, on a PostgreSQL-backed Dagster
+instance (DefaultRunCoordinator, run retries enabled) with the checkpoints in PostgreSQL too.
+``daemon`` adds ``dagster-daemon run`` on the same workspace and instance, for the tests that need
+it. Each process is started in a new session; teardown stops the whole session (the webserver, its
+gRPC code server, run workers...) by id, kills what is left, and checks that nothing survived,
+even when tests failed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import sqlalchemy as sa
+from conftest import require_postgres, write_dagster_home
+from dagster import DagsterEventType, DagsterInstance
+
+from spine_dagster import SpineDagsterClient, WorkflowRunner
+from spine_dagster import db as spine_db
+from spine_dagster.errors import SpineDagsterError
+
+LOCATION_DIR = Path(__file__).resolve().parent / "locations"
+LOCATION = "spine_test_location"
+STARTUP_SECONDS = 180.0
+
+
+def _sessions() -> dict[int, int]:
+    """pid -> session id of every process we can see."""
+    result = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if fields[0] != "Z":  # zombies are gone already; their parent reaps them
+            result[int(entry)] = int(fields[3])
+    return result
+
+
+class ProcessSession:
+    """A command started in its own session, stopped with everything it started."""
+
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str], log: Path) -> None:
+        self.name, self.log = name, log
+        self._log = open(log, "wb")
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True, cwd=str(log.parent))
+        self.sid = self.proc.pid
+
+    def members(self) -> list[int]:
+        return [pid for pid, sid in _sessions().items() if sid == self.sid]
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        """SIGTERM the session's processes, SIGKILL the rest; fail if any survives."""
+        for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
+            for pid in self.members():
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline:
+                self.proc.poll()  # reap the leader
+                if not self.members():
+                    break
+                time.sleep(0.2)
+            if not self.members():
+                break
+        self.proc.poll()
+        self._log.close()
+        left = self.members()
+        assert not left, f"{self.name}: processes {left} of session {self.sid} survived SIGKILL"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _binary(name: str) -> str:
+    path = Path(sys.executable).parent / name
+    return str(path) if path.exists() else name
+
+
+@dataclass
+class Deployment:
+    """What the tests need to drive and inspect the deployment."""
+
+    url: str
+    home: str
+    database_url: str
+    workspace: Path
+    env: dict[str, str]
+    root: Path
+    instance: DagsterInstance
+    client: SpineDagsterClient
+    processes: list[ProcessSession] = field(default_factory=list)
+
+    @property
+    def store(self):
+        return self.client.store
+
+    def runner(self) -> WorkflowRunner:
+        return WorkflowRunner(database_url=self.database_url, instance=self.instance)
+
+    def trace_dir(self) -> Path:
+        path = self.root / "traces" / uuid.uuid4().hex[:8]
+        path.mkdir(parents=True)
+        return path
+
+    def launch(self, job: str, trace: Path, **params: Any) -> str:
+        """Launch ``job`` through GraphQL (as the Launchpad does); returns the Dagster run id."""
+        config = {"resources": {"spine": {"config": {"params": {"trace": str(trace), **params}}}}}
+        return self.client.launch_run(job, run_config=config, location_name=LOCATION,
+                                      repository_name="__repository__")
+
+    def wait(self, run_id: str, timeout: float = 120.0):
+        return self.client.wait_for_run(run_id, timeout=timeout, poll_interval=0.25)
+
+    def check_alive(self) -> None:
+        for process in self.processes:
+            assert process.alive(), f"{process.name} died:\n{process.tail()}"
+
+
+def wait_until(what: str, probe: Callable[[], Any], timeout: float,
+               processes: list[ProcessSession] = ()) -> Any:
+    """Poll ``probe`` until it returns something truthy (SpineDagsterError counts as not yet)."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        for process in processes:
+            assert process.alive(), f"{process.name} died while waiting for {what}:\n{process.tail()}"
+        try:
+            value = probe()
+            if value:
+                return value
+        except SpineDagsterError as exc:
+            last = exc
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what} (last error: {last})")
+
+
+def _loaded(client: SpineDagsterClient) -> bool:
+    try:
+        return bool(client.find_job("deploy__flaky"))
+    except SpineDagsterError as exc:
+        if "failed to load" in str(exc):
+            raise AssertionError(f"the test code location does not load: {exc}") from None
+        raise
+
+
+@pytest.fixture(scope="module")
+def pg_checkpoint_url() -> Iterator[str]:
+    """A PostgreSQL checkpoint database (a fresh schema) shared by the deployment's processes."""
+    admin = require_postgres()
+    schema = f"spine_dep_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    url = str(sa.make_url(admin.url).render_as_string(hide_password=False))
+    yield f"{url}?options=-csearch_path%3D{schema}"
+    spine_db.dispose_all()
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory, pg_dagster_url, pg_checkpoint_url) -> Iterator[Deployment]:
+    root = tmp_path_factory.mktemp("deployment")
+    home = write_dagster_home(root / "dagster_home", "postgres", pg_dagster_url,
+                              extra="run_retries:\n  enabled: true\n")
+    workspace = root / "workspace.yaml"
+    workspace.write_text(
+        f"load_from:\n  - python_module:\n      module_name: {LOCATION}\n"
+        f"      working_directory: {LOCATION_DIR}\n")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "DAGSTER_HOME": home, "SPINE_DAGSTER_DATABASE_URL": pg_checkpoint_url,
+           "SPINE_DAGSTER_WEBSERVER_URL": url, "SPINE_DAGSTER_HOME": str(root / "spine_home"),
+           "DAGSTER_EVENT_LOG_CONSUMER_DAEMON_INTERVAL_SECONDS": "1", "PYTHONUNBUFFERED": "1"}
+    instance = DagsterInstance.from_config(home)
+    client = SpineDagsterClient(url, database_url=pg_checkpoint_url)
+    dep = Deployment(url, home, pg_checkpoint_url, workspace, env, root, instance, client)
+    try:
+        webserver = ProcessSession(
+            "dagster-webserver",
+            [_binary("dagster-webserver"), "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)],
+            env, root / "webserver.log")
+        dep.processes.append(webserver)
+        wait_until("the webserver to serve the code location",
+                   lambda: _loaded(client), STARTUP_SECONDS, [webserver])
+        yield dep
+    finally:
+        errors = []
+        for process in reversed(dep.processes):
+            try:
+                process.stop()
+            except AssertionError as exc:
+                errors.append(str(exc))
+        instance.dispose()
+        assert not errors, errors
+
+
+@pytest.fixture(scope="module")
+def daemon(deployment: Deployment) -> Iterator[ProcessSession]:
+    """``dagster-daemon run`` on the deployment, once its run-failure cursor exists.
+
+    The daemon ignores run failures from before its first iteration ("No cursor for event type
+    RUN_FAILURE, ignoring older events"), so tests start failing runs only after it.
+    """
+    process = ProcessSession("dagster-daemon",
+                             [_binary("dagster-daemon"), "run", "-w", str(deployment.workspace)],
+                             deployment.env, deployment.root / "daemon.log")
+    deployment.processes.append(process)
+    # Test-only peek at the daemon's cursor storage: there is no public "daemon is ready" signal.
+    key = f"EVENT_LOG_CONSUMER_CURSOR-{DagsterEventType.RUN_FAILURE.value}"
+    wait_until("the daemon's first event-log iteration",
+               lambda: deployment.instance.daemon_cursor_storage.get_cursor_values({key}).get(key),
+               STARTUP_SECONDS, [process])
+    yield process
