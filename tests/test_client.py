@@ -1,0 +1,107 @@
+"""``SpineDagsterClient`` without a deployment: URLs, unreachable or wrong servers, and the checks
+that run before any request. The GraphQL paths against a real webserver are in
+tests/test_deployment.py.
+"""
+
+from __future__ import annotations
+
+import http.server
+import socket
+import threading
+
+import pytest
+
+from spine_dagster import (
+    NothingToResumeError,
+    SpineDagsterClient,
+    Step,
+    StepResult,
+    UnknownRunError,
+    WebserverUnavailableError,
+    Workflow,
+    WorkflowStatus,
+)
+from spine_dagster.client import normalize_url
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _maybe_fail(ctx, config):
+    return StepResult.ok() if ctx.params.get("fixed") else StepResult.fail("down", "TRANSIENT")
+
+
+CLIENT_WF = Workflow("client.wf", [Step.lambda_("a", lambda ctx, cfg: StepResult.ok()),
+                                   Step.lambda_("b", _maybe_fail)])
+
+
+@pytest.mark.parametrize("given, expected", [
+    ("127.0.0.1:3000", "http://127.0.0.1:3000/graphql"),
+    ("http://dagster:3000/", "http://dagster:3000/graphql"),
+    ("https://dagster.example.com/prefix/graphql", "https://dagster.example.com/prefix/graphql"),
+])
+def test_urls_are_normalized(given, expected):
+    assert normalize_url(given) == expected
+
+
+def test_missing_url_is_refused():
+    with pytest.raises(WebserverUnavailableError, match="no Dagster webserver URL"):
+        SpineDagsterClient("")
+
+
+def test_unreachable_webserver_says_what_to_check():
+    client = SpineDagsterClient(f"127.0.0.1:{_closed_port()}")
+    with pytest.raises(WebserverUnavailableError, match="cannot reach the Dagster webserver at "
+                                                        "http://127.0.0.1:.*dagster-webserver"):
+        client.get_run("anything")
+
+
+def test_a_server_that_is_not_dagster_is_named():
+    class Html(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server API
+            self.send_response(404)
+            self.end_headers()
+            self.wfile.write(b"<html>not here</html>")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Html)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        client = SpineDagsterClient(f"127.0.0.1:{server.server_port}")
+        with pytest.raises(WebserverUnavailableError, match="HTTP 404 without a GraphQL body"):
+            client.get_run("x")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_resume_checks_the_checkpoint_database_before_the_webserver(database_url, runner):
+    # No webserver listens there: these errors come from the checkpoint database alone.
+    client = SpineDagsterClient(f"127.0.0.1:{_closed_port()}", database_url=database_url)
+    with pytest.raises(UnknownRunError, match="no spine run or Dagster run with id 'nope'"):
+        client.resume("nope")
+    done = runner.execute(CLIENT_WF, params={"fixed": True})
+    with pytest.raises(NothingToResumeError, match="completed; there is nothing to resume"):
+        client.resume(done.run_id)
+    failed = runner.execute(CLIENT_WF)
+    with pytest.raises(WebserverUnavailableError):
+        runner.resume(failed.run_id, webserver=client.base_url)
+    record = runner.get_run(failed.run_id)  # nothing changed
+    assert record.status is WorkflowStatus.FAILED
+    assert record.dagster_run_ids == [failed.dagster_run_id]
+
+
+def test_docstring_examples_run(tmp_path, monkeypatch):
+    import doctest
+
+    import spine_dagster.client as module
+
+    monkeypatch.chdir(tmp_path)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
