@@ -43,8 +43,8 @@ from .io_manager import SpineCheckpointIOManager
 from .model import ErrorCategory, ErrorPolicy, RetryPolicy, Step, StepType, Workflow
 from .pipelines import pipeline, registered_pipelines
 from .resources import SpineRunConfig
-from .retention import CheckpointRetention, cleanup_job, cleanup_schedule
 from .resume_job import SpineWebserver, build_resume_job
+from .retention import CheckpointRetention, cleanup_job, cleanup_schedule
 from .results import QualityMetrics, StepExecution, StepResult, WorkflowResult, WorkflowStatus
 from .runner import WorkflowRunner
 from .store import Checkpoint, CheckpointStore, RunRecord
