@@ -43,9 +43,9 @@ from .io_manager import SpineCheckpointIOManager
 from .model import ErrorCategory, ErrorPolicy, RetryPolicy, Step, StepType, Workflow
 from .pipelines import pipeline, registered_pipelines
 from .resources import SpineRunConfig
+from .results import QualityMetrics, StepExecution, StepResult, WorkflowResult, WorkflowStatus
 from .resume_job import SpineWebserver, build_resume_job
 from .retention import CheckpointRetention, cleanup_job, cleanup_schedule
-from .results import QualityMetrics, StepExecution, StepResult, WorkflowResult, WorkflowStatus
 from .runner import WorkflowRunner
 from .store import Checkpoint, CheckpointStore, RunRecord
 from .version import __version__

@@ -55,4 +55,4 @@ def _steps():
 FLAKY = Workflow("deploy.flaky", _steps())
 AUTO = Workflow("deploy.auto", _steps(), auto_resume=AutoResume(max_resumes=1))
 
-defs = build_definitions([FLAKY, AUTO], resume_job=True)
+defs = build_definitions([FLAKY, AUTO], resume_job=True, checkpoint_retention_days=None)
