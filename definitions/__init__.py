@@ -6,6 +6,9 @@
 * ``examples__nightly_digest``: a cron schedule (02:00) with fixed params.
 * ``examples__file_ingest``: a sensor launches it for each new ``*.csv`` in the inbox
   (``$SPINE_EXAMPLES_INBOX``).
+* ``spine_resume``: resume a failed run with changed params from the Launchpad (it asks the
+  webserver at ``$SPINE_DAGSTER_WEBSERVER_URL``, default http://127.0.0.1:3000, to re-execute).
+* ``spine_checkpoint_cleanup``: the daily checkpoint retention schedule's job.
 
 Checkpoints go to ``$SPINE_DAGSTER_DATABASE_URL`` (else SQLite under ``$SPINE_DAGSTER_HOME``):
 every process that serves or runs this code location must see the same value.
@@ -40,4 +43,5 @@ defs = build_definitions(
         spine_sensor(FILE_INGEST, new_inbox_files, run_key_from_params=True,
                      minimum_interval_seconds=30),
     ],
+    resume_job=True,
 )

@@ -104,9 +104,9 @@ def test_code_location_serves_the_examples_with_their_schedules_and_sensor():
     Definitions.validate_loadable(example_location.defs)
     repo = example_location.defs.get_repository_def()
 
-    assert {job.name for job in repo.get_all_jobs()} >= {
+    assert {job.name for job in repo.get_all_jobs()} == {
         "my__workflow", "examples__daily_report", "examples__nightly_digest",
-        "examples__file_ingest"}
+        "examples__file_ingest", "spine_checkpoint_cleanup", "spine_resume"}
     assert {s.name: s.job_name for s in repo.schedule_defs} == {
         "examples__daily_report_schedule": "examples__daily_report",
         "examples__nightly_digest_schedule": "examples__nightly_digest",
@@ -417,7 +417,7 @@ def test_dagster_dev_serves_the_examples_and_launches_from_the_launchpad(tmp_pat
         assert repo["location"]["name"] == "definitions"
         assert {j["name"] for j in repo["jobs"]} >= {
             "my__workflow", "examples__daily_report", "examples__nightly_digest",
-            "examples__file_ingest", "spine_checkpoint_cleanup"}
+            "examples__file_ingest", "spine_checkpoint_cleanup", "spine_resume"}
         assert {s["name"] for s in repo["schedules"]} >= {
             "examples__daily_report_schedule", "examples__nightly_digest_schedule"}
         assert {s["name"] for s in repo["sensors"]} >= {"examples__file_ingest_sensor"}
