@@ -5,14 +5,15 @@ Commands::
     spine-dagster runs [--status failed] [--workflow NAME] [--limit N]
     spine-dagster checkpoints RUN_ID
     spine-dagster checkpoint RUN_ID STEP [--json]
-    spine-dagster resume RUN_ID [--param key=value ...] [--verbose]
+    spine-dagster resume RUN_ID [--param key=value ...] [--verbose] [--webserver URL]
     spine-dagster delete RUN_ID [--yes]
     spine-dagster cleanup [--retention-days N] [--dry-run] [--batch-size N]
     spine-dagster db upgrade
 
 Every command takes ``--database-url`` (default: the runner's, ``$SPINE_DAGSTER_DATABASE_URL`` or
 SQLite at ``~/.spine_dagster/checkpoints.db``) and ``--help``. ``resume`` runs locally, on the
-default Dagster instance (``$DAGSTER_HOME``, else ``~/.spine_dagster/dagster_home``).
+default Dagster instance (``$DAGSTER_HOME``, else ``~/.spine_dagster/dagster_home``), or with
+``--webserver URL`` through a Dagster deployment (see ``SpineDagsterClient``).
 
 Exit status: 0 on success; 1 when the command fails (one line, ``error: ...``), when a resumed run
 fails again, or when a delete is declined; 2 on a usage error.
@@ -114,9 +115,29 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     params = dict(args.param or [])
-    # Issue 4 adds `--webserver URL`: resume through the webserver's GraphQL API instead of
-    # locally. It branches here, before anything touches the local Dagster instance.
+    if args.webserver:  # through the deployment's GraphQL API; the local instance is not used
+        return _resume_remotely(args, params)
     return _resume_locally(args, params)
+
+
+def _resume_remotely(args: argparse.Namespace, params: dict[str, Any]) -> int:
+    from .client import SpineDagsterClient  # noqa: PLC0415 - only this path needs it
+
+    client = SpineDagsterClient(args.webserver, database_url=args.database_url)
+    record = client.store.get_run(args.run_id)
+    if record is None or record.status is WorkflowStatus.COMPLETED:
+        client.resume(args.run_id)  # raises UnknownRunError / NothingToResumeError, which explain
+    print(f"resuming {fmt.run_line(record)} through {client.base_url}")
+    if params:
+        print(f"params override: {fmt.params_text(params)}")
+    progress = _Progress(client.store, record.run_id, print)
+    progress.start()
+    try:
+        result = client.resume_and_wait(record.run_id, params_override=params or None)
+    finally:
+        progress.finish()
+    return _report_resume(result, f" ({client.base_url}/runs/{result.dagster_run_id})",
+                          f"--webserver {args.webserver}")
 
 
 def _resume_locally(args: argparse.Namespace, params: dict[str, Any]) -> int:
@@ -136,10 +157,14 @@ def _resume_locally(args: argparse.Namespace, params: dict[str, Any]) -> int:
     finally:
         progress.finish()
     dagster_run = f" (Dagster run {result.dagster_run_id})" if result.dagster_run_id else ""
+    return _report_resume(result, dagster_run)
+
+
+def _report_resume(result: Any, dagster_run: str, options: str = "") -> int:
     if result.status is WorkflowStatus.FAILED:
         print(f"run {result.run_id} failed again at step {result.error_step}: "
               f"{fmt.one_line(result.error, 300)}{dagster_run}")
-        print(f"fix the cause, then: {PROG} resume {result.run_id}")
+        print(f"fix the cause, then: {PROG} resume {result.run_id} {options}".rstrip())
         return 1
     steps = ", ".join(result.completed_steps) or "none"
     print(f"run {result.run_id} {result.status.value}{dagster_run}; steps run: {steps}")
@@ -294,6 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="override a param (repeatable); the value is read as JSON when it "
                              "parses (120, true, [1,2]), else as text")
     resume.add_argument("--verbose", action="store_true", help="also print Dagster's event log")
+    resume.add_argument("--webserver", metavar="URL",
+                        help="resume through this Dagster deployment (e.g. http://HOST:3000): "
+                             "its run launcher runs the re-execution, which joins the run's run "
+                             "group in the UI; --database-url must be the deployment's")
 
     delete = command("delete", cmd_delete, "Delete the checkpoints of a run (asks first).")
     delete.add_argument("run_id", metavar="RUN_ID")

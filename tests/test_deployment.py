@@ -8,6 +8,8 @@ from the side-effect trace the steps write, never assumed.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -161,6 +163,29 @@ def test_resume_with_changed_params_through_the_webserver(deployment):
     with pytest.raises(WebserverQueryError, match="not failed or canceled") as info:
         deployment.client.reexecute(run2, "FROM_FAILURE")
     assert info.value.typename == "PythonError"
+
+
+def test_cli_resume_with_webserver(deployment):
+    run1, path = failed_run(deployment, fail_times=99, timeout=30)
+    cli = str(Path(sys.executable).parent / "spine-dagster")
+    args = [cli, "resume", run1, "--param", "fixed=true", "--param", "timeout=120",
+            "--webserver", deployment.url, "--database-url", deployment.database_url]
+
+    done = subprocess.run(args, capture_output=True, text=True, timeout=180)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"through {deployment.url}" in done.stdout
+    assert "steps run: step3, step4" in done.stdout
+    record = deployment.store.get_run(run1)
+    assert record.status is WorkflowStatus.COMPLETED and len(record.dagster_run_ids) == 2
+    child = deployment.instance.get_run_by_id(record.dagster_run_ids[-1])
+    assert child.parent_run_id == run1 and child.remote_job_origin is not None
+    assert child.run_config["resources"]["spine"]["config"]["params_override"] == {
+        "fixed": True, "timeout": 120}
+    assert trace(path) == ["step1", "step2", "step3", "step3", "step4"]
+
+    again = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 1 and "nothing to resume" in again.stderr
 
 
 def test_resume_and_launch_errors_are_clear(deployment, tmp_path):
