@@ -10,10 +10,6 @@
   webserver at ``$SPINE_DAGSTER_WEBSERVER_URL``, default http://127.0.0.1:3000, to re-execute).
 * ``spine_checkpoint_cleanup``: the daily checkpoint retention schedule's job.
 
-* ``spine_resume``: resume a failed run with changed params from the Launchpad
-  (``ops.spine_resume.config``: ``run_id``, ``params_override``); it reaches the webserver at
-  ``$SPINE_DAGSTER_WEBSERVER_URL`` (default http://127.0.0.1:3000, ``dagster dev``).
-
 Checkpoints go to ``$SPINE_DAGSTER_DATABASE_URL`` (else SQLite under ``$SPINE_DAGSTER_HOME``):
 every process that serves or runs this code location must see the same value.
 """
