@@ -1,0 +1,1 @@
+"""Benchmarks of spine_dagster against plain Dagster. Run ``python benchmarks/run.py --help``."""
