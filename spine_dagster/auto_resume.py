@@ -1,4 +1,4 @@
-"""Auto-resume: failed runs of a workflow resume from their last checkpoint, a bounded number of times.
+"""Auto-resume: failed runs resume from their last checkpoint, a bounded number of times.
 
 Built on Dagster's own run retries, not on a loop of ours:
 

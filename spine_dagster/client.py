@@ -31,7 +31,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from .compiler import op_name_for
+from .compiler import WORKFLOW_TAG, op_name_for
 from .errors import (
     NothingToResumeError,
     RunInProgressError,
@@ -41,7 +41,7 @@ from .errors import (
     WorkflowChangedError,
     WorkflowMismatchError,
 )
-from .io_manager import store_for
+from .io_manager import RUN_ID_TAG, store_for
 from .results import WorkflowResult, WorkflowStatus
 from .runner import (
     LEASE_SECONDS,
@@ -348,8 +348,11 @@ class SpineDagsterClient:
         location, repository = self._location_of(parent)
         root = parent.root_run_id or parent.run_id
         if tags is None:
-            tags = {k: v for k, v in parent.tags.items() if not k.startswith("dagster/")}
-            tags.update({"dagster/parent_run_id": parent.run_id, "dagster/root_run_id": root})
+            tags = reexecution_tags(parent.tags, parent_run_id=parent.run_id, root_run_id=root,
+                                    spine_run_id=parent.tags.get(RUN_ID_TAG, root),
+                                    workflow_name=parent.tags.get(WORKFLOW_TAG, ""))
+            if not parent.tags.get(WORKFLOW_TAG):  # not a spine job: add no spine tags
+                tags = {k: v for k, v in tags.items() if k not in (RUN_ID_TAG, WORKFLOW_TAG)}
         return self._launch_reexecution(parent, location, repository,
                                         run_config if run_config is not None else parent.run_config,
                                         tags, list(step_keys))

@@ -152,7 +152,7 @@ def wait_until(what: str, probe: Callable[[], Any], timeout: float,
     last: Exception | None = None
     while time.monotonic() < deadline:
         for process in processes:
-            assert process.alive(), f"{process.name} died while waiting for {what}:\n{process.tail()}"
+            assert process.alive(), f"{process.name} died waiting for {what}:\n{process.tail()}"
         try:
             value = probe()
             if value:
@@ -206,7 +206,8 @@ def deployment(tmp_path_factory, pg_dagster_url, pg_checkpoint_url) -> Iterator[
     try:
         webserver = ProcessSession(
             "dagster-webserver",
-            [_binary("dagster-webserver"), "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)],
+            [_binary("dagster-webserver"), "-w", str(workspace), "-h", "127.0.0.1",
+             "-p", str(port)],
             env, root / "webserver.log")
         dep.processes.append(webserver)
         wait_until("the webserver to serve the code location",

@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 from dagster import DagsterEventType
-from deployment_support import Deployment, daemon, deployment, free_port, pg_checkpoint_url  # noqa: F401
+from deployment_support import (  # noqa: F401 - fixtures
+    Deployment,
+    daemon,
+    deployment,
+    free_port,
+    pg_checkpoint_url,
+    wait_until,
+)
 
 from spine_dagster import (
     NothingToResumeError,
@@ -219,18 +226,14 @@ def test_spine_resume_job_resumes_from_the_launchpad(deployment):
     assert deployment.store.get_run(run1).status is WorkflowStatus.COMPLETED
 
 
-# -- Auto-resume: Dagster run retries + the daemon --------------------------------------------------
+# -- Auto-resume: Dagster run retries + the daemon ------------------------------------------------
 def _retry_of(deployment: Deployment, run_id: str) -> str:
-    from deployment_support import wait_until
-
     return wait_until(f"the daemon to retry {run_id}",
                       lambda: deployment.instance.get_run_by_id(run_id).tags.get(
                           "dagster/auto_retry_run_id"), 120, deployment.processes)
 
 
 def test_auto_resume_retries_retryable_failures_only(deployment, daemon):
-    from deployment_support import wait_until
-
     # A: TRANSIENT once -> resumed once, completes. B: TRANSIENT twice -> resumed once, then stays
     # failed (max_resumes=1).
     path_a, path_b = deployment.trace_dir(), deployment.trace_dir()
