@@ -13,9 +13,17 @@ pydantic model         ``{"__spine_type__": "pydantic", "class": "module:Qualnam
                        "value": model.model_dump(mode="json")}``
 =====================  =======================================================================
 
-Tuples are stored as lists. Anything else (sets, bytes, NaN, non-string dict keys, arbitrary
-objects) is refused with an error naming the path of the value, e.g.
-``outputs.fetch.records[3]: set is not JSON-serializable``.
+Tuples are stored as lists. Enum and pydantic classes must be importable by that path (defined
+at module level) for a resume in another process to rebuild them.
+
+Anything else is refused with an error naming the step and the path of the value, e.g.
+``outputs.fetch.records[3]: set is not JSON-serializable``: sets, bytes, NaN and infinity,
+arbitrary objects, classes defined inside a function, dicts that use the reserved key
+``__spine_type__``, and **dict keys that are not strings**. JSON itself would silently turn the key
+``1`` into ``"1"``, so the value read back from a checkpoint would differ from the one the step
+returned; spine_dagster refuses such keys instead. The check runs where values enter a run (step
+outputs, context updates and quality metrics; the params, partition and context given to the
+runner), before anything is written, so a refused value leaves no partial checkpoint behind.
 
 Example:
     >>> from datetime import date
@@ -33,7 +41,7 @@ import uuid
 from datetime import date, datetime, time
 from decimal import Decimal
 from enum import Enum
-from typing import Any
+from typing import Any, Mapping
 
 from .errors import CheckpointSerializationError
 
@@ -50,9 +58,15 @@ def _class_path(cls: type) -> str:
 
 def _load_class(path: str) -> type:
     module, _, qualname = path.partition(":")
-    obj: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise CheckpointSerializationError(
+            f"a stored value is of class {path}, which cannot be imported here ({exc}). Run "
+            f"where that module is importable (e.g. from the project directory), or restore the "
+            f"class under that name.") from None
     return obj
 
 
@@ -61,9 +75,10 @@ def _is_pydantic(obj: Any) -> bool:
 
 
 def _encode_special(obj: Any) -> dict[str, Any]:
-    """The tagged form of a non-JSON value we know how to round-trip; TypeError otherwise."""
-    if isinstance(obj, Enum):
-        return {TAG: "enum", "class": _class_path(type(obj)), "value": obj.value}
+    """The tagged form of a non-JSON value we know how to round-trip; TypeError otherwise.
+
+    (Enums are tagged by the callers, before ``str`` and ``int``: an enum may subclass them.)
+    """
     if isinstance(obj, datetime):
         return {TAG: "datetime", "value": obj.isoformat()}
     if isinstance(obj, date):
@@ -103,15 +118,25 @@ def _decode_special(obj: dict[str, Any]) -> Any:
 
 def find_unserializable(obj: Any, path: str = "") -> str | None:
     """The first path at which ``obj`` holds something we cannot store, with the reason."""
-    if obj is None or isinstance(obj, (str, bool, int)):
+    where = path or "<value>"
+    kind = type(obj)
+    if obj is None or kind in (str, bool, int):
         return None
+    if isinstance(obj, Enum):  # before str/int: a str or int enum must keep its class
+        problem = _class_problem(obj, where)
+        return problem or find_unserializable(obj.value, path)
     if isinstance(obj, float):
-        return None if math.isfinite(obj) else f"{path or '<value>'}: {obj!r} is not valid JSON"
-    if isinstance(obj, dict):
+        return None if math.isfinite(obj) else f"{where}: {obj!r} is not valid JSON"
+    if isinstance(obj, (str, int)):
+        return None  # other subclasses are stored as their plain value
+    if isinstance(obj, Mapping):
         for key, value in obj.items():
             if not isinstance(key, str):
-                return (f"{path or '<value>'}: dict key {key!r} is a {type(key).__name__}; "
-                        f"JSON keys must be strings")
+                return (f"{where}: dict key {key!r} is not a string ({type(key).__name__}); JSON "
+                        f"keys must be strings, and JSON would turn it into "
+                        f"{json.dumps(str(key))}")
+            if key == TAG:
+                return f"{where}: the dict key {TAG!r} is reserved by spine_dagster"
             found = find_unserializable(value, f"{path}.{key}" if path else key)
             if found:
                 return found
@@ -125,14 +150,72 @@ def find_unserializable(obj: Any, path: str = "") -> str | None:
     try:
         _encode_special(obj)
     except TypeError as exc:
-        return f"{path or '<value>'}: {exc}"
+        return f"{where}: {exc}"
+    return _class_problem(obj, where) if _is_pydantic(obj) else None
+
+
+def _class_problem(obj: Any, where: str) -> str | None:
+    if "<locals>" in type(obj).__qualname__:
+        return (f"{where}: {type(obj).__name__} is defined inside a function, so a resume could "
+                f"not rebuild it; define the class at module level")
     return None
+
+
+def check_json(value: Any, path: str) -> None:
+    """Refuse ``value`` unless it round-trips through a checkpoint; the error names the path.
+
+    Example:
+        >>> check_json({"when": {1: "a"}}, "params")
+        Traceback (most recent call last):
+        ...
+        spine_dagster.errors.CheckpointSerializationError: params.when: dict key 1 is not a ...
+    """
+    problem = find_unserializable(value, path)
+    if problem:
+        raise CheckpointSerializationError(
+            f"{problem}. Use only JSON values (see spine_dagster.serialization for the types that "
+            f"round-trip), or store the data elsewhere and pass a reference to it.")
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+class _KeyError(TypeError):
+    """A dict key that is not a string (JSON would silently turn it into one)."""
+
+
+def _prepare(obj: Any) -> Any:
+    """``obj`` with every special value in its tagged form; plain JSON values are kept as they are.
+
+    A walk of our own rather than ``json.dumps(default=...)``: JSON writes an enum that subclasses
+    ``str`` or ``int`` as its bare value without calling ``default``, and turns non-string keys
+    into strings, both silently.
+    """
+    kind = type(obj)
+    if kind is dict:
+        out = {k: (v if type(v) in _PLAIN else _prepare(v)) for k, v in obj.items()}
+        if not all(type(k) is str for k in out):
+            raise _KeyError("dict key is not a string")
+        return out
+    if kind is list or kind is tuple:
+        return [v if type(v) in _PLAIN else _prepare(v) for v in obj]
+    if kind in _PLAIN:
+        return obj
+    if isinstance(obj, Enum):
+        return {TAG: "enum", "class": _class_path(kind), "value": _prepare(obj.value)}
+    if isinstance(obj, (str, int, float)):
+        return obj
+    if isinstance(obj, Mapping):
+        return _prepare(dict(obj))
+    if isinstance(obj, (list, tuple)):
+        return _prepare(list(obj))
+    return _encode_special(obj)
 
 
 def dumps(obj: Any, *, what: str = "value") -> str:
     """Serialize ``obj`` to JSON text, or raise ``CheckpointSerializationError`` naming the path."""
     try:
-        return json.dumps(obj, default=_encode_special, allow_nan=False, ensure_ascii=False,
+        return json.dumps(_prepare(obj), allow_nan=False, ensure_ascii=False,
                           separators=(",", ":"))
     except (TypeError, ValueError) as exc:
         where = find_unserializable(obj) or str(exc)
@@ -141,6 +224,17 @@ def dumps(obj: Any, *, what: str = "value") -> str:
             f"spine_dagster.serialization for the types that round-trip), or store the data "
             f"elsewhere and return a reference to it."
         ) from None
+
+
+def displayable(obj: Any) -> Any:
+    """``obj`` as plain JSON for display (Dagster metadata): special values become strings.
+
+    Example:
+        >>> from decimal import Decimal
+        >>> displayable({"max_price": Decimal("10.50"), "ids": {1, 2}})
+        {'max_price': '10.50', 'ids': '{1, 2}'}
+    """
+    return json.loads(json.dumps(obj, default=str, ensure_ascii=False))
 
 
 def loads(text: str | bytes) -> Any:
