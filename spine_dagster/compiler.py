@@ -60,6 +60,7 @@ from .model import ErrorPolicy, Step, StepType, Workflow
 from .pipelines import get_pipeline
 from .resources import IO_MANAGER_KEY, RESOURCE_KEY, run_config_of, run_config_resource
 from .results import WorkflowStatus
+from .serialization import displayable
 
 WORKFLOW_TAG = "spine/workflow"
 WORKFLOW_REF_TAG = "spine/workflow_ref"
@@ -211,7 +212,8 @@ def _make_op(workflow: Workflow, index: int, keys: Sequence[str], ref: str | Non
                            final_status=final)
         metadata: dict[str, Any] = {"spine/step": step.name, "spine/attempt": attempt}
         if outcome.result is not None and outcome.result.quality is not None:
-            metadata["spine/quality"] = MetadataValue.json(outcome.result.quality.to_dict())
+            metadata["spine/quality"] = MetadataValue.json(
+                displayable(outcome.result.quality.to_dict()))
         if outcome.continued:
             metadata["spine/error_category"] = outcome.error_category
             metadata["spine/error"] = outcome.error

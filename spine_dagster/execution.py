@@ -122,7 +122,9 @@ def run_step(step: Step, ctx: WorkflowContext, config_overrides: Mapping[str, An
     if not result.success:
         return _failure(step, ctx, result, None)
     problem = (find_unserializable(result.output, f"outputs.{step.name}")
-               or find_unserializable(result.context_updates, "params"))
+               or find_unserializable(result.context_updates, "params")
+               or (find_unserializable(result.quality.to_dict(), f"quality_metrics.{step.name}")
+                   if result.quality is not None else None))
     if problem:
         exc = CheckpointSerializationError(
             f"step {step.name!r} returned a value that cannot be stored as JSON: {problem}. "

@@ -107,8 +107,8 @@ class SpineCheckpointIOManager(ConfigurableIOManager):
         "key_steps: only after steps declared checkpoint=True or results with checkpoint=True. A "
         "workflow's own checkpoint_strategy wins over this.")
     max_checkpoint_bytes: int = Field(
-        default=DEFAULT_MAX_CHECKPOINT_BYTES, description="Largest checkpoint allowed, in bytes. "
-        "A bigger one fails its step: store a reference to the data instead.")
+        default=DEFAULT_MAX_CHECKPOINT_BYTES, description="Largest checkpoint allowed, in bytes "
+        "(default 16 MiB). A bigger one fails its step: store a reference to the data instead.")
     delete_checkpoints_on_success: bool = Field(
         default=False, description="Delete a spine run's checkpoints as soon as it completes "
         "successfully (its final context stays in core_workflow_runs). Failed runs keep theirs, "

@@ -21,7 +21,7 @@ from typing import Any, Mapping, Optional
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from .serialization import dumps
+from .serialization import decode, dumps
 
 
 class SpineRunConfig(ConfigurableResource):
@@ -51,9 +51,13 @@ IO_MANAGER_KEY = "spine_io"
 
 
 def run_config_of(dagster_run: Any) -> dict[str, Any]:
-    """The ``spine`` resource config of a Dagster run, as a plain dict."""
+    """The ``spine`` resource config of a Dagster run, as a plain dict.
+
+    Run config is plain JSON, so ``WorkflowRunner`` puts dates, decimals... in their tagged form
+    there (see :mod:`spine_dagster.serialization`); they come back as Python values here.
+    """
     config = (dagster_run.run_config or {}).get("resources", {}).get(RESOURCE_KEY, {})
-    return dict(config.get("config", {}) or {})
+    return decode(dict(config.get("config", {}) or {}))
 
 
 def run_config_resource(defaults: Mapping[str, Any] | None = None) -> SpineRunConfig:

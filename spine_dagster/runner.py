@@ -51,7 +51,7 @@ from .resources import RESOURCE_KEY
 from .retention import DEFAULT_BATCH_SIZE, cutoff_for
 from .retention import cleanup_checkpoints as _cleanup_checkpoints
 from .results import StepExecution, WorkflowResult, WorkflowStatus
-from .serialization import dumps
+from .serialization import check_json, dumps
 from .store import Checkpoint, CheckpointStore, RunRecord, utcnow
 
 LEASE_SECONDS = 60.0
@@ -99,6 +99,7 @@ def _json_safe(value: Any, what: str) -> Any:
 
 def resume_overrides(params_override: Mapping[str, Any] | None) -> dict[str, Any]:
     """The run config a resume merges over the parent's: the params and ``params_override``."""
+    check_json(dict(params_override or {}), "params_override")
     override = _json_safe(dict(params_override or {}), "params_override")
     return _spine_config(params=override, params_override=override)
 
@@ -249,6 +250,10 @@ class WorkflowRunner:
                 f"are {workflow.step_names()}")
         start_index = workflow.step_index(start_from) if start_from else 0
         base_params = {k: v for k, v in (params or {}).items() if k != RESUMED}
+        check_json(base_params, "params")
+        check_json(partition, "partition")
+        if context is not None:
+            check_json(context.to_dict(), "context")
 
         existing_id = run_id or (context.run_id if context is not None else None)
         record = self.store.get_run(existing_id) if existing_id else None
