@@ -17,13 +17,11 @@ from spine_dagster import (
     InvalidWorkflowError,
     SpineCheckpointIOManager,
     Step,
-    StepResult,
     Workflow,
     WorkflowRunner,
     build_job,
 )
 from spine_dagster.compiler import reconstructable_job
-from spine_dagster.io_manager import RUN_ID_TAG
 from spine_dagster.schema import transit
 
 
@@ -107,7 +105,16 @@ def _check_ui_error(message, run_id):
 def test_key_steps_resume_restarts_after_newest_checkpoint(database_url, instance, tmp_path):
     runner = WorkflowRunner(database_url=database_url, instance=instance,
                             checkpoint_strategy="key_steps")
-    _seed_fail_then_resume(runner, wfs.SEED_KEY_STEPS, tmp_path / "trace.jsonl")
+    failed, _, _ = _seed_fail_then_resume(runner, wfs.SEED_KEY_STEPS, tmp_path / "trace.jsonl")
+    # the UI shows a checkpoint's size on the key steps only
+    sizes = {}
+    for record in instance.get_records_for_run(failed.dagster_run_id,
+                                               of_type=DagsterEventType.HANDLED_OUTPUT).records:
+        event = record.event_log_entry.dagster_event
+        sizes[event.step_key] = event.event_specific_data.metadata.get("spine/checkpoint_bytes")
+    assert set(sizes) == {"fetch", "transform1", "transform2"}
+    assert sizes["fetch"].value == runner.get_checkpoint(failed.run_id, "fetch").size_bytes
+    assert sizes["transform1"] is None and sizes["transform2"] is None
 
 
 def test_key_steps_ui_reexecution_from_failure_explains(database_url, instance, tmp_path):
