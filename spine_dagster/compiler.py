@@ -51,6 +51,7 @@ from .io_manager import (
     STRATEGIES,
     SpineCheckpointIOManager,
     SpineState,
+    release_transit,
     spine_run_id_of,
     start_context_for,
     store_for,
@@ -188,7 +189,7 @@ def _make_op(workflow: Workflow, index: int, keys: Sequence[str], ref: str | Non
                             error=outcome.error, error_category=outcome.error_category,
                             fail_run=not retry)
             if not retry:  # the Dagster run ends here: its non-checkpoint contexts are garbage
-                store.delete_transit(run.run_id)
+                release_transit(store, run.run_id)
             failure = SpineStepFailure(step.name, outcome.error, outcome.error_category, attempt)
             if retry:
                 raise RetryRequested(max_retries=policy.max_attempts - 1,

@@ -55,22 +55,33 @@ class SpineState:
 
 
 class _Transit:
-    """Contexts handed between ops of one Dagster run in this process (not checkpoints)."""
+    """The newest context of each Dagster run in this process, for its next op (not a checkpoint).
+
+    One entry per run: a step's context replaces its upstream's, which no op needs any more. An
+    entry is read, not taken, so that a retried step (``ErrorPolicy.RETRY``) finds its input again;
+    it goes when the run ends (:func:`release_transit`).
+    """
 
     def __init__(self, limit: int = 64) -> None:
-        self._data: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
+        self._data: OrderedDict[str, tuple[str, dict[str, Any]]] = OrderedDict()
         self._limit = limit
         self._lock = threading.Lock()
 
     def put(self, dagster_run_id: str, step: str, context: dict[str, Any]) -> None:
         with self._lock:
-            self._data[(dagster_run_id, step)] = context
+            self._data.pop(dagster_run_id, None)
+            self._data[dagster_run_id] = (step, context)
             while len(self._data) > self._limit:
                 self._data.popitem(last=False)
 
-    def pop(self, dagster_run_id: str, step: str) -> dict[str, Any] | None:
+    def get(self, dagster_run_id: str, step: str) -> dict[str, Any] | None:
         with self._lock:
-            return self._data.pop((dagster_run_id, step), None)
+            entry = self._data.get(dagster_run_id)
+        return entry[1] if entry is not None and entry[0] == step else None
+
+    def drop(self, dagster_run_id: str) -> None:
+        with self._lock:
+            self._data.pop(dagster_run_id, None)
 
 
 TRANSIT = _Transit()
@@ -145,8 +156,8 @@ class SpineCheckpointIOManager(ConfigurableIOManager):
             _delete_on_success(context, store, run_id)
         if obj.final_status is None:
             TRANSIT.put(run.run_id, obj.step_name, obj.context)
-        elif not _in_process(context):
-            store.delete_transit(run.run_id)
+        else:
+            release_transit(store, run.run_id, in_process=_in_process(context))
 
     def _write_checkpoint(self, context: OutputContext, store: CheckpointStore, run_id: str,
                           dagster_run_id: str, obj: SpineState) -> None:
@@ -192,7 +203,7 @@ class SpineCheckpointIOManager(ConfigurableIOManager):
         if upstream_step is None:
             raise CheckpointNotFoundError(
                 f"step {step_name!r} has no upstream step and no start context in run {run_id!r}")
-        cached = TRANSIT.pop(run.run_id, upstream_step)
+        cached = TRANSIT.get(run.run_id, upstream_step)
         if cached is not None:
             return cached
         if not _in_process(context):
@@ -250,6 +261,14 @@ def _no_upstream_checkpoint(store: CheckpointStore, run_id: str, step_name: str,
             f"Dagster UI {where} selecting everything downstream.")
 
 
+def release_transit(store: CheckpointStore, dagster_run_id: str, *,
+                    in_process: bool = False) -> None:
+    """Forget the non-checkpoint contexts of a Dagster run that has ended (memory and table)."""
+    TRANSIT.drop(dagster_run_id)
+    if not in_process:
+        store.delete_transit(dagster_run_id)
+
+
 def _in_process(context: Any) -> bool:
     return context.step_context.job_def.executor_def.name == "in_process"
 
@@ -262,6 +281,6 @@ def _record_failure(store: CheckpointStore, run_id: str, dagster_run_id: str,
     try:
         store.fail_step(run_id=run_id, step_name=step_name, dagster_run_id=dagster_run_id,
                         error=str(exc) or type(exc).__name__, error_category="INTERNAL")
-        store.delete_transit(dagster_run_id)  # the Dagster run fails here; nothing reads them
+        release_transit(store, dagster_run_id)  # the Dagster run fails here
     except Exception:  # noqa: BLE001
         pass
