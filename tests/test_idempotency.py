@@ -68,8 +68,11 @@ def test_resumed_partition_and_attempt_across_a_resume(database_url, instance, t
     assert {line["attempt"] for line in later} == {1}
 
 
-def test_attempt_counts_retries_within_one_run(database_url, instance, tmp_path):
-    runner = WorkflowRunner(database_url=database_url, instance=instance)
+@pytest.mark.parametrize("strategy", ["every_step", "key_steps"])
+def test_attempt_counts_retries_within_one_run(database_url, instance, tmp_path, strategy):
+    """Under key_steps the retried step's input is not a checkpoint: it must still be there."""
+    runner = WorkflowRunner(database_url=database_url, instance=instance,
+                            checkpoint_strategy=strategy)
     trace = tmp_path / "trace.jsonl"
     result = runner.execute(wfs.RETRYING, params={"trace": str(trace), "succeed_on": 3})
     assert result.status == "completed", result.error
