@@ -110,6 +110,7 @@ def test_a_run_launched_without_a_spine_run_id_is_its_own_spine_run(deployment, 
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("deployment", ["postgres"], indirect=True)  # sqlite: see test_dagster_dev
 def test_dagster_job_launch_from_the_workspace(deployment, instance, database_url, tmp_path):
     run_id = "0f0e0d0c-0000-4000-8000-00000000abcd"
     config = {"resources": {"spine": {"config": {"params": {"tier": "gold",
