@@ -166,6 +166,8 @@ def _make_op(workflow: Workflow, index: int, keys: Sequence[str], ref: str | Non
         ctx = replace(ctx, run_id=run_id, workflow_name=workflow.name)
         if at_boundary and run.parent_run_id is not None:
             ctx = ctx.with_params({**(config.get("params_override") or {}), RESUMED: True})
+        elif at_boundary and RESUMED in ctx.params:  # a start context taken from a resumed run
+            ctx = replace(ctx, params={k: v for k, v in ctx.params.items() if k != RESUMED})
 
         if run.run_id not in _registered:
             if RUN_ID_TAG not in run.tags:
