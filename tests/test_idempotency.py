@@ -67,6 +67,12 @@ def test_resumed_partition_and_attempt_across_a_resume(database_url, instance, t
                                        ("cheap", "expensive", "scratch", "flaky")]
     assert {line["attempt"] for line in later} == {1}
 
+    # nor into a new run started from a resumed step's context
+    resumed_ctx = runner.get_checkpoint(failed.run_id, "flaky").context
+    assert resumed_ctx.params["__resumed__"] is True
+    runner.execute(wfs.FLAGS, context=resumed_ctx.with_run_id("fresh-run"), start_from="flaky")
+    assert _seen(wfs.read_trace(trace)[-1:], "resumed") == [("flaky", "absent")]
+
 
 @pytest.mark.parametrize("strategy", ["every_step", "key_steps"])
 def test_attempt_counts_retries_within_one_run(database_url, instance, tmp_path, strategy):
