@@ -19,6 +19,7 @@ from spine_dagster import (
     Step,
     Workflow,
     WorkflowRunner,
+    build_definitions,
     build_job,
 )
 from spine_dagster.compiler import reconstructable_job
@@ -212,9 +213,13 @@ def test_io_manager_config_sets_the_strategy_for_ui_runs(database_url, instance,
     run = default.execute_in_process(instance=instance, run_config=launchpad)
     assert run.success
     assert [c.step_name for c in store.list_checkpoints(run.run_id)] == ["fetch", "load"]
-    run = default.execute_in_process(instance=instance, run_config=params)
-    assert [c.step_name for c in store.list_checkpoints(run.run_id)] == [
-        "fetch", "transform1", "transform2", "load"]
+
+    defs = build_definitions([wfs.SEED_KEY_STEPS], database_url=database_url,
+                             checkpoint_strategy="key_steps", checkpoint_retention_days=None)
+    run = defs.get_job_def("strategies__seed").execute_in_process(instance=instance,
+                                                                  run_config=params)
+    assert run.success
+    assert [c.step_name for c in store.list_checkpoints(run.run_id)] == ["fetch", "load"]
     assert _steps(wfs.read_trace(trace)) == ["fetch", "transform1", "transform2", "load"] * 3
 
 
@@ -227,6 +232,8 @@ def test_unknown_strategy_is_refused_everywhere(tmp_path):
         WorkflowRunner(database_url=url, checkpoint_strategy="key_step")
     with pytest.raises(InvalidWorkflowError, match="use one of"):
         build_job(wfs.SEED_KEY_STEPS, checkpoint_strategy="every")
+    with pytest.raises(InvalidWorkflowError, match="unknown checkpoint_strategy 'keysteps'"):
+        build_definitions([wfs.SEED_KEY_STEPS], database_url=url, checkpoint_strategy="keysteps")
     bad = Workflow("strategies.bad", [Step.lambda_("a", wfs._cheap)], checkpoint_strategy="some")
     with pytest.raises(InvalidWorkflowError, match="unknown checkpoint_strategy 'some'"):
         build_job(bad)
