@@ -14,7 +14,7 @@ Example:
     ...     Step.lambda_("load", lambda ctx, cfg: StepResult.ok()),
     ... ])
     >>> job = build_job(wf)
-    >>> (job.name, [node.name for node in job.graph.nodes])
+    >>> (job.name, [node.name for node in job.graph.nodes_in_topological_order])
     ('docs__compile', ['fetch__data', 'load'])
 """
 

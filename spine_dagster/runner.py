@@ -8,11 +8,13 @@ Example:
     >>> import tempfile
     >>> from dagster import instance_for_test
     >>> from spine_dagster import Step, StepResult, Workflow, WorkflowRunner
-    >>> wf = Workflow("docs.runner", [Step.lambda_("one", lambda ctx, cfg: StepResult.ok(output={"x": 1}))])
+    >>> wf = Workflow("docs.runner", [Step.lambda_("one", lambda ctx, cfg: {"x": 1})])
+    >>> db_url = f"sqlite:///{tempfile.mkdtemp()}/checkpoints.db"
     >>> with instance_for_test() as instance:
-    ...     runner = WorkflowRunner(database_url=f"sqlite:///{tempfile.mkdtemp()}/c.db", instance=instance)
+    ...     runner = WorkflowRunner(database_url=db_url, instance=instance, log_level="ERROR")
     ...     result = runner.execute(wf, params={"key": "value"})
-    ...     (result.status, result.completed_steps, [c.step_name for c in runner.list_checkpoints(result.run_id)])
+    ...     checkpoints = runner.list_checkpoints(result.run_id)
+    >>> (result.status.value, result.completed_steps, [c.step_name for c in checkpoints])
     ('completed', ['one'], ['one'])
 """
 

@@ -114,13 +114,3 @@ def test_dagster_decides_to_retry_by_error_category(tmp_path, retry_instance, au
     assert tags["dagster/will_retry"] == will_retry
     assert tags["dagster/retry_on_asset_or_op_failure"] == will_retry
     assert tags["spine/error_category"] == params.get("category", "INTERNAL")
-
-
-def test_docstring_examples_run(tmp_path, monkeypatch):
-    import doctest
-
-    import spine_dagster.auto_resume as module
-
-    monkeypatch.chdir(tmp_path)
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import json
 import os
 import subprocess
@@ -13,9 +12,6 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-import spine_dagster.cli
-import spine_dagster.cli_output
-import spine_dagster.migrations
 from spine_dagster import CheckpointStore, SchemaOutOfDateError, WorkflowRunner
 from spine_dagster import db as spine_db
 from spine_dagster.cli import main, parse_param
@@ -265,10 +261,3 @@ def test_a_missing_column_is_caught_even_when_the_version_is_current(database_ur
     assert spine_db.upgrade(database_url).changes == [
         "added column core_workflow_checkpoints.size_bytes"]
     assert [c.size_bytes for c in CheckpointStore(database_url).list_checkpoints("r")] == [0]
-
-
-def test_docstring_examples_run(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    for module in (spine_dagster.cli, spine_dagster.cli_output, spine_dagster.migrations):
-        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-        assert result.attempted > 0 and result.failed == 0, module.__name__

@@ -95,13 +95,3 @@ def test_resume_checks_the_checkpoint_database_before_the_webserver(database_url
     record = runner.get_run(failed.run_id)  # nothing changed
     assert record.status is WorkflowStatus.FAILED
     assert record.dagster_run_ids == [failed.dagster_run_id]
-
-
-def test_docstring_examples_run(tmp_path, monkeypatch):
-    import doctest
-
-    import spine_dagster.client as module
-
-    monkeypatch.chdir(tmp_path)
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0

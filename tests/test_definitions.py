@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import doctest
 import json
 import os
 import signal
@@ -36,8 +35,6 @@ from dagster import (
 )
 
 import definitions as example_location
-import spine_dagster.automation
-import spine_dagster.definitions
 from conftest import write_dagster_home
 from examples.demo import ExternalAPI
 from examples.workflows import MY_WORKFLOW
@@ -188,14 +185,6 @@ def test_bad_items_and_colliding_job_names_are_refused():
         build_definitions([SpineJob(a, executor="threads")])
 
 
-def test_docstring_examples_run(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    for module in (spine_dagster.definitions, spine_dagster.automation):
-        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-        assert result.attempted > 0 and result.failed == 0, module.__name__
-
-
-# -- run config: typed, documented, enough to launch from the Launchpad -------------------------
 def test_run_config_schema_documents_params_partition_and_step_config():
     job = example_location.defs.get_repository_def().get_job("my__workflow")
 

@@ -113,10 +113,3 @@ def test_a_tag_copied_from_another_run_is_ignored():
         ours = liveness_probe.execute_in_process(instance=instance,
                                                  tags={LAUNCHER_TAG: launcher_tag()})
         assert orphaned_reason(instance, ours.dagster_run) is None, "its process is alive"
-
-
-def test_docstring_examples_run():
-    import doctest
-
-    result = doctest.testmod(liveness, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0

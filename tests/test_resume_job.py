@@ -73,13 +73,3 @@ def test_resume_job_errors_name_the_problem(database_url, runner, monkeypatch):
     failed = runner.execute(RESUME_WF)
     with pytest.raises(WebserverUnavailableError, match="cannot reach the Dagster webserver"):
         launch(failed.run_id)
-
-
-def test_docstring_examples_run(tmp_path, monkeypatch):
-    import doctest
-
-    import spine_dagster.resume_job as module
-
-    monkeypatch.chdir(tmp_path)
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0

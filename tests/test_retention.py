@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import re
 from datetime import datetime, timedelta, timezone
 
@@ -10,7 +9,6 @@ import pytest
 import sqlalchemy as sa
 from dagster import DefaultScheduleStatus, Definitions, build_schedule_context
 
-import spine_dagster.retention
 from spine_dagster import (
     CheckpointStore,
     InvalidRetentionError,
@@ -191,9 +189,3 @@ def test_cleanup_schedule_tick_runs_the_job_on_a_real_instance(database_url, ins
     assert run.success and run.output_for_node("spine_cleanup_checkpoints") == 6
     assert remaining(store) == KEPT_AFTER_POLICY
     assert instance.get_run_by_id(run.run_id).job_name == JOB_NAME
-
-
-def test_docstring_examples_run(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    result = doctest.testmod(spine_dagster.retention, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0

@@ -213,12 +213,3 @@ def test_checkpoint_size_limit_and_size_metadata(database_url, instance):
             shown[metadata["spine/checkpoint"].value] = metadata["spine/checkpoint_bytes"].value
     assert shown == stored and set(stored) == {"small", "big", "after"}
     assert all(0 < size < 4000 for size in stored.values())
-
-
-def test_docstring_examples_run():
-    import doctest
-
-    from spine_dagster import serialization
-
-    result = doctest.testmod(serialization, optionflags=doctest.ELLIPSIS)
-    assert result.attempted >= 3 and result.failed == 0
