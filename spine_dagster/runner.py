@@ -265,7 +265,7 @@ class WorkflowRunner:
             self._check_workflow(workflow, record)
             config: dict[str, Any] = {"start_from": workflow.steps[start_index].name}
             if params:
-                config["params"] = base_params
+                config["params"] = _json_safe(base_params, "params")
             if context is not None:
                 config["start_context"] = _json_safe(context.to_dict(), "context")
             elif start_index > 0:
