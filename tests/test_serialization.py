@@ -186,6 +186,10 @@ def test_params_that_cannot_round_trip_are_refused_before_anything_is_stored(dat
     assert runner.store.list_runs() == []
     none = runner.execute(wfs.UNSERIALIZABLE, params={"good": True, "cursor": None})
     assert none.status == "completed" and none.context.params["cursor"] is None
+    # special values in params also go into a continued run's config (was: Dagster crashed)
+    again = runner.execute(wfs.UNSERIALIZABLE, run_id=none.run_id, start_from="after",
+                           params={"since": date(2026, 1, 1)})
+    assert again.status == "completed" and again.completed_steps == ["after"]
 
 
 def test_checkpoint_size_limit_and_size_metadata(database_url, instance):
