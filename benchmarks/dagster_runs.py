@@ -203,8 +203,9 @@ def checkpoint_cost(backend: Backend, sizes: Sizes, per_op_s: float) -> dict[str
     """``checkpoint_cost_fraction``: one checkpoint write with a ~100 KB context / Dagster per-op.
 
     The write is timed inside the IO manager (``TimedCheckpointIOManager.handle_output``: build
-    the snapshot, serialize it, check its size, upsert it and record the step). The first step
-    creates the records; every step's checkpoint then holds the whole ~100 KB context.
+    the snapshot, serialize it, check its size, upsert it and record the step); its database
+    part (``save_checkpoint``) is reported on its own too. The first step creates the records;
+    every step's checkpoint then holds the whole ~100 KB context.
     """
     records = _records_for(sizes.context_bytes)
     job = build_reconstructable_job(
@@ -212,9 +213,11 @@ def checkpoint_cost(backend: Backend, sizes: Sizes, per_op_s: float) -> dict[str
         reconstructable_args=("bench.checkpoint_cost", sizes.cost_steps, backend.database_url),
         reconstructable_kwargs={"first_records": records})
     writes: list[float] = []
+    saves: list[float] = []
     bytes_seen: list[int] = []
     for i in range(sizes.warmup + sizes.reps):
         workloads.WRITE_SECONDS.clear()
+        workloads.SAVE_SECONDS.clear()
         run_id = str(uuid.uuid4())
         result = execute_job(job, instance=backend.instance,
                              tags={"spine/run_id": run_id, "spine/workflow": "bench.checkpoint_cost"})
@@ -222,11 +225,14 @@ def checkpoint_cost(backend: Backend, sizes: Sizes, per_op_s: float) -> dict[str
             raise RuntimeError(f"checkpoint-cost run {result.run_id} failed")
         if i >= sizes.warmup:
             writes.extend(seconds for _, seconds in workloads.WRITE_SECONDS)
+            saves.extend(seconds for _, seconds in workloads.SAVE_SECONDS)
             bytes_seen.append(_checkpoint_bytes(backend.database_url, run_id, "s001"))
     write = median(writes)
     return {
         "ratio": write / per_op_s,
         "write_median_s": write,
+        "database_median_s": median(saves),
+        "serialize_and_rest_median_s": write - median(saves),
         "dagster_per_op_s": per_op_s,
         "checkpoint_bytes": int(median(bytes_seen)),
         "writes": len(writes),

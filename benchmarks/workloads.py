@@ -135,13 +135,35 @@ def _plain_op(job_name: str, config: dict[str, Any]):
 
 # -- the spine side, instrumented -----------------------------------------------------------------
 WRITE_SECONDS: list[tuple[str, float]] = []
+SAVE_SECONDS: list[tuple[str, float]] = []
+
+
+class _TimedStore:
+    """A ``CheckpointStore`` whose ``save_checkpoint`` (the database part of a write) is timed."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def save_checkpoint(self, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return self._store.save_checkpoint(**kwargs)
+        finally:
+            SAVE_SECONDS.append((kwargs["step_name"], time.perf_counter() - start))
 
 
 class TimedCheckpointIOManager(SpineCheckpointIOManager):
     """``SpineCheckpointIOManager`` that records how long each ``handle_output`` takes.
 
-    ``handle_output`` is where a checkpoint is serialized, size-checked and written.
+    ``handle_output`` is where a checkpoint is serialized, size-checked and written; the
+    database part of it (``CheckpointStore.save_checkpoint``) is recorded on its own as well.
     """
+
+    def get_store(self) -> Any:
+        return _TimedStore(super().get_store())
 
     def handle_output(self, context, obj) -> None:
         start = time.perf_counter()
