@@ -27,7 +27,7 @@ from . import db
 from .errors import CheckpointNotFoundError, CheckpointTooLargeError, SpineDagsterError
 from .resources import run_config_of
 from .results import WorkflowStatus
-from .serialization import RawJSON, decode, dumps
+from .serialization import EncodedOutputs, RawJSON, decode, dumps, dumps_snapshot
 from .store import CheckpointStore, build_snapshot, context_of
 
 Strategy = Literal["every_step", "key_steps"]
@@ -85,6 +85,30 @@ class _Transit:
 
 
 TRANSIT = _Transit()
+
+
+class _Encoded:
+    """Per Dagster run in this process: the step outputs already encoded (see EncodedOutputs)."""
+
+    def __init__(self, limit: int = 8) -> None:
+        self._runs: OrderedDict[str, EncodedOutputs] = OrderedDict()
+        self._limit = limit
+        self._lock = threading.Lock()
+
+    def for_run(self, dagster_run_id: str) -> EncodedOutputs:
+        with self._lock:
+            cache = self._runs.pop(dagster_run_id, None) or EncodedOutputs()
+            self._runs[dagster_run_id] = cache
+            while len(self._runs) > self._limit:
+                self._runs.popitem(last=False)
+            return cache
+
+    def drop(self, dagster_run_id: str) -> None:
+        with self._lock:
+            self._runs.pop(dagster_run_id, None)
+
+
+ENCODED = _Encoded()
 _stores: dict[str, CheckpointStore] = {}
 
 
@@ -157,6 +181,7 @@ class SpineCheckpointIOManager(ConfigurableIOManager):
         if obj.final_status is None:
             TRANSIT.put(run.run_id, obj.step_name, obj.context)
         else:
+            ENCODED.drop(run.run_id)
             release_transit(store, run.run_id, in_process=_in_process(context))
 
     def _write_checkpoint(self, context: OutputContext, store: CheckpointStore, run_id: str,
@@ -164,7 +189,8 @@ class SpineCheckpointIOManager(ConfigurableIOManager):
         snapshot = build_snapshot(run_id, obj.workflow_name, obj.step_name, obj.context,
                                   dagster_run_id=dagster_run_id,
                                   dagster_version=dagster.__version__)
-        text = RawJSON(dumps(snapshot, what=f"the checkpoint of step {obj.step_name!r}"))
+        text = RawJSON(dumps_snapshot(snapshot, ENCODED.for_run(dagster_run_id),
+                                      what=f"the checkpoint of step {obj.step_name!r}"))
         size = len(text.encode("utf-8"))
         if size > self.max_checkpoint_bytes:
             raise CheckpointTooLargeError(

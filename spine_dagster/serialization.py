@@ -212,18 +212,51 @@ def _prepare(obj: Any) -> Any:
     return _encode_special(obj)
 
 
-def dumps(obj: Any, *, what: str = "value") -> str:
+def dumps(obj: Any, *, what: str = "value", path: str = "") -> str:
     """Serialize ``obj`` to JSON text, or raise ``CheckpointSerializationError`` naming the path."""
     try:
         return json.dumps(_prepare(obj), allow_nan=False, ensure_ascii=False,
                           separators=(",", ":"))
     except (TypeError, ValueError) as exc:
-        where = find_unserializable(obj) or str(exc)
+        where = find_unserializable(obj, path) or str(exc)
         raise CheckpointSerializationError(
             f"{what} cannot be stored as JSON: {where}. Return only JSON values (see "
             f"spine_dagster.serialization for the types that round-trip), or store the data "
             f"elsewhere and return a reference to it."
         ) from None
+
+
+class EncodedOutputs:
+    """The JSON text of each step's output, encoded once while the output is the same object.
+
+    A step's output never changes after the step returned (the context is immutable), so the
+    checkpoint of step N re-uses the text of the outputs of steps 1..N-1 and encodes only its own.
+    This keeps a checkpoint's encoding cost proportional to the new output, not the whole context.
+    A step must therefore never modify another step's output in place.
+    """
+
+    def __init__(self) -> None:
+        self._texts: dict[str, tuple[Any, str]] = {}
+
+    def text(self, step: str, output: Any) -> str:
+        known = self._texts.get(step)
+        if known is not None and known[0] is output:
+            return known[1]
+        text = dumps(output, what=f"the output of step {step!r}", path=f"outputs.{step}")
+        self._texts[step] = (output, text)
+        return text
+
+
+def dumps_snapshot(snapshot: Mapping[str, Any], outputs_cache: EncodedOutputs | None,
+                   *, what: str = "value") -> str:
+    """``dumps(snapshot)``, with ``snapshot["outputs"]`` encoded through ``outputs_cache``."""
+    outputs = snapshot.get("outputs")
+    if outputs_cache is None or not isinstance(outputs, Mapping) or not outputs:
+        return dumps(snapshot, what=what)
+    head = dumps({k: v for k, v in snapshot.items() if k != "outputs"}, what=what)
+    parts = ",".join(f"{json.dumps(step, ensure_ascii=False)}:{outputs_cache.text(step, output)}"
+                     for step, output in outputs.items())
+    return f'{head[:-1]}{"," if len(head) > 2 else ""}"outputs":{{{parts}}}}}'
 
 
 def displayable(obj: Any) -> Any:

@@ -217,3 +217,23 @@ def test_checkpoint_size_limit_and_size_metadata(database_url, instance):
             shown[metadata["spine/checkpoint"].value] = metadata["spine/checkpoint_bytes"].value
     assert shown == stored and set(stored) == {"small", "big", "after"}
     assert all(0 < size < 4000 for size in stored.values())
+
+
+def test_snapshots_encode_each_output_once_and_match_a_plain_encoding():
+    from datetime import date
+
+    from spine_dagster.serialization import EncodedOutputs, dumps_snapshot, loads
+
+    first = {"records": [{"id": i, "day": date(2026, 1, 10)} for i in range(3)]}
+    cache = EncodedOutputs()
+    one = {"run_id": "r", "params": {"a": 1}, "outputs": {"s1": first}, "metadata": {}}
+    two = {**one, "outputs": {"s1": first, "s2": {"n": 2}}}
+
+    assert loads(dumps_snapshot(one, cache)) == loads(dumps(one))
+    encoded_first = cache.text("s1", first)
+    assert loads(dumps_snapshot(two, cache)) == loads(dumps(two))
+    assert cache.text("s1", first) is encoded_first  # not encoded again
+    replaced = {"records": []}  # a new object under the same step (a re-run): encoded anew
+    assert loads(dumps_snapshot({**one, "outputs": {"s1": replaced}}, cache))["outputs"] == {
+        "s1": {"records": []}}
+    assert loads(dumps_snapshot({"outputs": {}}, cache)) == {"outputs": {}}
