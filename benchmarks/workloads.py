@@ -136,6 +136,32 @@ def _plain_op(job_name: str, config: dict[str, Any]):
 # -- the spine side, instrumented -----------------------------------------------------------------
 WRITE_SECONDS: list[tuple[str, float]] = []
 SAVE_SECONDS: list[tuple[str, float]] = []
+WAIT_SECONDS: list[float] = []
+
+
+def _time_checkpoint_barrier() -> None:
+    """Also time the barrier where a run waits for its background checkpoint writes.
+
+    In-process runs write a step's checkpoint on a background thread while Dagster records the
+    step; the next step waits for it (``io_manager.flush_checkpoints``). What checkpointing
+    costs a run is ``handle_output`` plus those waits.
+    """
+    from spine_dagster import io_manager
+
+    write_behind = io_manager.WRITE_BEHIND
+    wait = write_behind.wait
+
+    def timed_wait(dagster_run_id: str):
+        start = time.perf_counter()
+        try:
+            return wait(dagster_run_id)
+        finally:
+            WAIT_SECONDS.append(time.perf_counter() - start)
+
+    write_behind.wait = timed_wait
+
+
+_time_checkpoint_barrier()
 
 
 class _TimedStore:

@@ -51,6 +51,7 @@ from .io_manager import (
     STRATEGIES,
     SpineCheckpointIOManager,
     SpineState,
+    flush_checkpoints,
     release_transit,
     spine_run_id_of,
     start_context_for,
@@ -152,6 +153,7 @@ def _make_op(workflow: Workflow, index: int, keys: Sequence[str], ref: str | Non
         config = run_config_of(run)
         io: SpineCheckpointIOManager = getattr(context.resources, IO_MANAGER_KEY)
         store = store_for(io.database_url)
+        flush_checkpoints(store, run_id, run.run_id)  # the previous step's checkpoint is durable
 
         if spine_ctx is None:
             start = start_context_for(config, store, run_id, step.name)

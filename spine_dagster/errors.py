@@ -58,6 +58,10 @@ class CheckpointSerializationError(SpineDagsterError, TypeError):
     """A step's output or context updates cannot be stored as JSON."""
 
 
+class CheckpointWriteError(SpineDagsterError):
+    """A step's checkpoint could not be written (for example, the database went down)."""
+
+
 class CheckpointTooLargeError(SpineDagsterError, ValueError):
     """A checkpoint is larger than the configured limit."""
 

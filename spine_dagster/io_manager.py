@@ -16,15 +16,21 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Literal, Optional, get_args
+from typing import Any, Callable, Literal, Optional, get_args
 
 import dagster
 from dagster import ConfigurableIOManager, InputContext, OutputContext
 from pydantic import Field
 
 from . import db
-from .errors import CheckpointNotFoundError, CheckpointTooLargeError, SpineDagsterError
+from .errors import (
+    CheckpointNotFoundError,
+    CheckpointTooLargeError,
+    CheckpointWriteError,
+    SpineDagsterError,
+)
 from .resources import run_config_of
 from .results import WorkflowStatus
 from .serialization import EncodedOutputs, RawJSON, decode, dumps, dumps_snapshot
@@ -109,6 +115,59 @@ class _Encoded:
 
 
 ENCODED = _Encoded()
+
+
+class _WriteBehind:
+    """Checkpoint writes of in-process runs on a database server, done on a background thread.
+
+    The database write of step N's checkpoint (on PostgreSQL, mostly the server parsing it into
+    JSONB) overlaps the bookkeeping Dagster does between steps (its own events), instead of
+    adding to it. SQLite writes stay synchronous: they are work in this process, so there is
+    nothing to overlap. The barrier is :func:`flush_checkpoints`:
+    the next step of the run, a load from the store, a failure and the run's end all wait for the
+    pending writes first, so step N+1 never starts before step N's checkpoint is durable. If the
+    process dies in between, the resume simply re-runs step N.
+    """
+
+    def __init__(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: dict[str, list[tuple[str, Future]]] = {}
+        self._lock = threading.Lock()
+
+    def submit(self, dagster_run_id: str, step_name: str, write: Callable[[], Any]) -> None:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=1,
+                                                thread_name_prefix="spine-checkpoint")
+            future = self._pool.submit(write)
+            self._pending.setdefault(dagster_run_id, []).append((step_name, future))
+
+    def wait(self, dagster_run_id: str) -> tuple[str, BaseException] | None:
+        """Wait for the run's pending writes; the first that failed, as (step, error)."""
+        with self._lock:
+            pending = self._pending.pop(dagster_run_id, [])
+        failed = None
+        for step_name, future in pending:
+            error = future.exception()
+            if error is not None and failed is None:
+                failed = (step_name, error)
+        return failed
+
+
+WRITE_BEHIND = _WriteBehind()
+
+
+def flush_checkpoints(store: CheckpointStore, run_id: str, dagster_run_id: str) -> None:
+    """The barrier: make the run's pending checkpoint writes durable, or fail at their step."""
+    failed = WRITE_BEHIND.wait(dagster_run_id)
+    if failed is None:
+        return
+    step_name, error = failed
+    _record_failure(store, run_id, dagster_run_id, step_name, error)
+    raise CheckpointWriteError(
+        f"the checkpoint of step {step_name!r} could not be written: {error}. The run stops "
+        f"here; once the database is back, resume it (spine-dagster resume {run_id}): it "
+        f"restarts at {step_name!r}.") from error
 _stores: dict[str, CheckpointStore] = {}
 
 
@@ -161,6 +220,8 @@ class SpineCheckpointIOManager(ConfigurableIOManager):
         run = context.step_context.dagster_run
         run_id = spine_run_id_of(run)
         store = self.get_store()
+        if obj.final_status is not None:
+            flush_checkpoints(store, run_id, run.run_id)  # the run's end comes after its steps
         drop = self.delete_checkpoints_on_success and obj.final_status is WorkflowStatus.COMPLETED
         try:
             if obj.checkpoint and not drop:
@@ -198,12 +259,18 @@ class SpineCheckpointIOManager(ConfigurableIOManager):
                 f"{self.max_checkpoint_bytes:,} bytes (max_checkpoint_bytes). Store the data "
                 f"elsewhere (a table, a file, object storage) and return a reference to it, "
                 f"e.g. {{'record_count': n, 'table': 'staging_records'}}.")
-        store.save_checkpoint(run_id=run_id, workflow_name=obj.workflow_name,
-                              step_name=obj.step_name, step_index=obj.step_index,
-                              dagster_run_id=dagster_run_id, snapshot=text,
-                              final_status=obj.final_status,
-                              final_context=obj.context if obj.final_status else None,
-                              step_status=obj.step_status)
+        def write() -> None:
+            store.save_checkpoint(run_id=run_id, workflow_name=obj.workflow_name,
+                                  step_name=obj.step_name, step_index=obj.step_index,
+                                  dagster_run_id=dagster_run_id, snapshot=text,
+                                  final_status=obj.final_status,
+                                  final_context=obj.context if obj.final_status else None,
+                                  step_status=obj.step_status)
+
+        if obj.final_status is None and _in_process(context) and store.is_server:
+            WRITE_BEHIND.submit(dagster_run_id, obj.step_name, write)
+        else:
+            write()
         context.add_output_metadata({"spine/checkpoint": obj.step_name,
                                      "spine/checkpoint_bytes": size})
 
@@ -213,6 +280,10 @@ class SpineCheckpointIOManager(ConfigurableIOManager):
         run_id = spine_run_id_of(run)
         step_name = context.definition_metadata.get("spine/step")
         store = self.get_store()
+        cached = _cached_upstream(context, run, step_name)
+        if cached is not None:
+            return cached  # the run's own context: no read, so no need to wait for writes here
+        flush_checkpoints(store, run_id, run.run_id)  # records its own failure, at its own step
         try:
             return self._load(context, store, run, run_id, step_name)
         except Exception as exc:
@@ -293,6 +364,15 @@ def release_transit(store: CheckpointStore, dagster_run_id: str, *,
     TRANSIT.drop(dagster_run_id)
     if not in_process:
         store.delete_transit(dagster_run_id)
+
+
+def _cached_upstream(context: InputContext, run: Any, step_name: str) -> dict[str, Any] | None:
+    """The upstream step's context, handed over in this process by this Dagster run."""
+    if run_config_of(run).get("start_from") == step_name:
+        return None
+    upstream = context.upstream_output
+    upstream_step = upstream.definition_metadata.get("spine/step") if upstream else None
+    return TRANSIT.get(run.run_id, upstream_step) if upstream_step else None
 
 
 def _in_process(context: Any) -> bool:

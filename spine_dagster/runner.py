@@ -35,6 +35,7 @@ from .compiler import RESUMED, WORKFLOW_TAG, reconstructable_job, step_keys, val
 from .context import WorkflowContext
 from .errors import (
     CheckpointNotFoundError,
+    CheckpointWriteError,
     InvalidRetentionError,
     InvalidWorkflowError,
     NothingToResumeError,
@@ -45,7 +46,7 @@ from .errors import (
     WorkflowMismatchError,
     WorkflowNotFoundError,
 )
-from .io_manager import RUN_ID_TAG, STRATEGIES, store_for
+from .io_manager import RUN_ID_TAG, STRATEGIES, flush_checkpoints, store_for
 from .liveness import LAUNCHER_TAG, launcher_tag, orphaned_reason
 from .locate import is_importable, load_workflow, workflow_ref
 from .model import Workflow
@@ -559,6 +560,10 @@ def result_from_store(store: CheckpointStore, *, workflow_name: str, step_names:
     A run that still says ``running`` although its Dagster run failed (it failed before a step
     could report) becomes ``failed`` with ``failure`` as its error.
     """
+    try:
+        flush_checkpoints(store, spine_id, dagster_run_id)  # a run that stopped between steps
+    except CheckpointWriteError:
+        pass  # recorded on the run: it is failed at that step
     record = store.get_run(spine_id)
     if record is None or (record.status is WorkflowStatus.RUNNING and not success):
         error = failure or f"Dagster run {dagster_run_id} failed"

@@ -172,6 +172,11 @@ class CheckpointStore:
         return db.get_engine(self.url)
 
     @property
+    def is_server(self) -> bool:
+        """True for a database server (PostgreSQL), False for embedded SQLite."""
+        return self.engine.dialect.name != "sqlite"
+
+    @property
     def display_url(self) -> str:
         return db.mask_url(self.url)
 
