@@ -186,23 +186,32 @@ def pg_checkpoint_url() -> Iterator[str]:
         conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
 
 
-@pytest.fixture(scope="module")
-def deployment(tmp_path_factory, pg_dagster_url, pg_checkpoint_url) -> Iterator[Deployment]:
+@pytest.fixture(scope="module", params=["postgres", "sqlite"],
+                ids=["postgres-deployment", "sqlite-deployment"])
+def deployment(request, tmp_path_factory) -> Iterator[Deployment]:
+    """A webserver on a PostgreSQL deployment (instance and checkpoints in PostgreSQL), then on an
+    all-SQLite one (the embedded default)."""
     root = tmp_path_factory.mktemp("deployment")
-    home = write_dagster_home(root / "dagster_home", "postgres", pg_dagster_url,
-                              extra="run_retries:\n  enabled: true\n")
+    retries = "run_retries:\n  enabled: true\n"
+    if request.param == "postgres":
+        checkpoint_url = request.getfixturevalue("pg_checkpoint_url")
+        home = write_dagster_home(root / "dagster_home", "postgres",
+                                  request.getfixturevalue("pg_dagster_url"), extra=retries)
+    else:
+        checkpoint_url = f"sqlite:///{root / 'checkpoints.db'}"
+        home = write_dagster_home(root / "dagster_home", "sqlite", extra=retries)
     workspace = root / "workspace.yaml"
     workspace.write_text(
         f"load_from:\n  - python_module:\n      module_name: {LOCATION}\n"
         f"      working_directory: {LOCATION_DIR}\n")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "DAGSTER_HOME": home, "SPINE_DAGSTER_DATABASE_URL": pg_checkpoint_url,
+    env = {**os.environ, "DAGSTER_HOME": home, "SPINE_DAGSTER_DATABASE_URL": checkpoint_url,
            "SPINE_DAGSTER_WEBSERVER_URL": url, "SPINE_DAGSTER_HOME": str(root / "spine_home"),
            "DAGSTER_EVENT_LOG_CONSUMER_DAEMON_INTERVAL_SECONDS": "1", "PYTHONUNBUFFERED": "1"}
     instance = DagsterInstance.from_config(home)
-    client = SpineDagsterClient(url, database_url=pg_checkpoint_url)
-    dep = Deployment(url, home, pg_checkpoint_url, workspace, env, root, instance, client)
+    client = SpineDagsterClient(url, database_url=checkpoint_url)
+    dep = Deployment(url, home, checkpoint_url, workspace, env, root, instance, client)
     try:
         webserver = ProcessSession(
             "dagster-webserver",
