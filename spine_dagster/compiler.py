@@ -292,9 +292,6 @@ def build_job(
         delete_checkpoints_on_success: delete the run's checkpoints when it completes.
     """
     validate(workflow)
-    if checkpoint_strategy not in (None, *STRATEGIES):
-        raise InvalidWorkflowError(
-            f"unknown checkpoint_strategy {checkpoint_strategy!r}; use one of {STRATEGIES}")
     keys = step_keys(workflow)
     ref = workflow_ref_value or workflow_ref(workflow)
     ops = [_make_op(workflow, i, keys, ref) for i in range(len(keys))]
@@ -304,14 +301,10 @@ def build_job(
         for i, op_def in enumerate(ops)
     }
     if io_manager is None:
-        settings: dict[str, Any] = {"database_url": database_url}
-        if checkpoint_strategy:
-            settings["checkpoint_strategy"] = checkpoint_strategy
-        if max_checkpoint_bytes:
-            settings["max_checkpoint_bytes"] = max_checkpoint_bytes
-        if delete_checkpoints_on_success:
-            settings["delete_checkpoints_on_success"] = True
-        io_manager = SpineCheckpointIOManager(**settings)
+        io_manager = SpineCheckpointIOManager.from_settings(
+            database_url=database_url, checkpoint_strategy=checkpoint_strategy,
+            max_checkpoint_bytes=max_checkpoint_bytes,
+            delete_checkpoints_on_success=delete_checkpoints_on_success)
     job_tags = {WORKFLOW_TAG: workflow.name, **(tags or {})}
     if is_importable(ref):
         job_tags[WORKFLOW_REF_TAG] = ref

@@ -28,8 +28,8 @@ from dagster import Definitions, JobDefinition, PartitionsDefinition
 from . import retention
 from .auto_resume import auto_resume_tags, with_auto_resume
 from .compiler import build_job, op_name_for
-from .errors import InvalidAutomationError, InvalidWorkflowError
-from .io_manager import STRATEGIES, SpineCheckpointIOManager
+from .errors import InvalidAutomationError
+from .io_manager import SpineCheckpointIOManager
 from .model import Workflow
 from .resources import IO_MANAGER_KEY, RESOURCE_KEY, SpineRunConfig
 from .resume_job import build_resume_job
@@ -124,17 +124,10 @@ def build_definitions(
     A workflow with ``auto_resume`` gets Dagster's run-retry tags and the auto-resume hook (see
     :mod:`spine_dagster.auto_resume`).
     """
-    settings: dict[str, Any] = {"database_url": database_url}
-    if checkpoint_strategy not in (None, *STRATEGIES):
-        raise InvalidWorkflowError(
-            f"unknown checkpoint_strategy {checkpoint_strategy!r}; use one of {STRATEGIES}")
-    if checkpoint_strategy:
-        settings["checkpoint_strategy"] = checkpoint_strategy
-    if max_checkpoint_bytes:
-        settings["max_checkpoint_bytes"] = max_checkpoint_bytes
-    if delete_checkpoints_on_success:
-        settings["delete_checkpoints_on_success"] = True
-    io_manager = SpineCheckpointIOManager(**settings)
+    io_manager = SpineCheckpointIOManager.from_settings(
+        database_url=database_url, checkpoint_strategy=checkpoint_strategy,
+        max_checkpoint_bytes=max_checkpoint_bytes,
+        delete_checkpoints_on_success=delete_checkpoints_on_success)
     specs = [as_spine_job(item) for item in workflows]
     seen: dict[str, str] = {}
     for spec in specs:

@@ -29,6 +29,7 @@ from .errors import (
     CheckpointNotFoundError,
     CheckpointTooLargeError,
     CheckpointWriteError,
+    InvalidWorkflowError,
     SpineDagsterError,
 )
 from .resources import run_config_of
@@ -207,6 +208,21 @@ class SpineCheckpointIOManager(ConfigurableIOManager):
         default=False, description="Delete a spine run's checkpoints as soon as it completes "
         "successfully (its final context stays in core_workflow_runs). Failed runs keep theirs, "
         "so that they can be resumed.")
+
+    @classmethod
+    def from_settings(cls, *, database_url: str | None = None,
+                      checkpoint_strategy: str | None = None,
+                      max_checkpoint_bytes: int | None = None,
+                      delete_checkpoints_on_success: bool = False) -> SpineCheckpointIOManager:
+        """The IO manager for these settings; ``None`` keeps a field's default."""
+        if checkpoint_strategy not in (None, *STRATEGIES):
+            raise InvalidWorkflowError(
+                f"unknown checkpoint_strategy {checkpoint_strategy!r}; use one of {STRATEGIES}")
+        settings: dict[str, Any] = {"database_url": database_url,
+                                    "checkpoint_strategy": checkpoint_strategy,
+                                    "max_checkpoint_bytes": max_checkpoint_bytes,
+                                    "delete_checkpoints_on_success": delete_checkpoints_on_success}
+        return cls(**{k: v for k, v in settings.items() if v is not None})
 
     def get_store(self) -> CheckpointStore:
         return store_for(self.database_url)
