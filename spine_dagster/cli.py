@@ -127,15 +127,9 @@ def _resume_remotely(args: argparse.Namespace, params: dict[str, Any]) -> int:
     record = client.store.get_run(args.run_id)
     if record is None or record.status is WorkflowStatus.COMPLETED:
         client.resume(args.run_id)  # raises UnknownRunError / NothingToResumeError, which explain
-    print(f"resuming {fmt.run_line(record)} through {client.base_url}")
-    if params:
-        print(f"params override: {fmt.params_text(params)}")
-    progress = _Progress(client.store, record.run_id, print)
-    progress.start()
-    try:
-        result = client.resume_and_wait(record.run_id, params_override=params or None)
-    finally:
-        progress.finish()
+    result = _with_progress(
+        client.store, record, params, f" through {client.base_url}",
+        lambda: client.resume_and_wait(record.run_id, params_override=params or None))
     return _report_resume(result, f" ({client.base_url}/runs/{result.dagster_run_id})",
                           f"--webserver {args.webserver}")
 
@@ -147,17 +141,24 @@ def _resume_locally(args: argparse.Namespace, params: dict[str, Any]) -> int:
     record = runner.get_run(args.run_id)
     if record.status is WorkflowStatus.COMPLETED:
         runner.resume(record.run_id)  # raises NothingToResumeError, which says what to do instead
-    print(f"resuming {fmt.run_line(record)}")
-    if params:
-        print(f"params override: {fmt.params_text(params)}")
-    progress = _Progress(runner.store, record.run_id, print)
-    progress.start()
-    try:
-        result = runner.resume(record.run_id, params_override=params or None)
-    finally:
-        progress.finish()
+    result = _with_progress(runner.store, record, params, "",
+                            lambda: runner.resume(record.run_id, params_override=params or None))
     dagster_run = f" (Dagster run {result.dagster_run_id})" if result.dagster_run_id else ""
     return _report_resume(result, dagster_run)
+
+
+def _with_progress(store: CheckpointStore, record: Any, params: dict[str, Any], where: str,
+                   resume: Callable[[], Any]) -> Any:
+    """Run ``resume()`` while printing each step of the run as it starts and ends."""
+    print(f"resuming {fmt.run_line(record)}{where}")
+    if params:
+        print(f"params override: {fmt.params_text(params)}")
+    progress = _Progress(store, record.run_id, print)
+    progress.start()
+    try:
+        return resume()
+    finally:
+        progress.finish()
 
 
 def _report_resume(result: Any, dagster_run: str, options: str = "") -> int:
