@@ -199,10 +199,6 @@ def _make_op(workflow: Workflow, index: int, keys: Sequence[str], ref: str | Non
                 raise RetryRequested(max_retries=policy.max_attempts - 1,
                                      seconds_to_wait=policy.delay_for(attempt)) from failure
             raise failure from outcome.exception
-        if outcome.continued:
-            store.fail_step(run_id=run_id, step_name=step.name, dagster_run_id=run.run_id,
-                            error=outcome.error, error_category=outcome.error_category,
-                            fail_run=False)
 
         new_ctx = outcome.context
         final = None
@@ -213,7 +209,10 @@ def _make_op(workflow: Workflow, index: int, keys: Sequence[str], ref: str | Non
         state = SpineState(workflow_name=workflow.name, step_name=step.name, step_index=index,
                            context=new_ctx.to_dict(),
                            checkpoint=_wants_checkpoint(strategy, step, outcome),
-                           step_status="skipped" if outcome.skipped else "completed",
+                           step_status=("failed" if outcome.continued else
+                                        "skipped" if outcome.skipped else "completed"),
+                           step_error=((outcome.error, outcome.error_category)
+                                       if outcome.continued else None),
                            final_status=final)
         metadata: dict[str, Any] = {"spine/step": step.name, "spine/attempt": attempt}
         if outcome.result is not None and outcome.result.quality is not None:

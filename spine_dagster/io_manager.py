@@ -58,6 +58,7 @@ class SpineState:
     context: dict[str, Any]
     checkpoint: bool
     step_status: str = "completed"
+    step_error: tuple[str, str | None] | None = None  # (error, category) under CONTINUE
     final_status: WorkflowStatus | None = None
 
 
@@ -249,7 +250,7 @@ class SpineCheckpointIOManager(ConfigurableIOManager):
                 store.complete_step(run_id, obj.step_name, run.run_id,
                                     final_status=obj.final_status,
                                     final_context=obj.context if obj.final_status else None,
-                                    step_status=obj.step_status)
+                                    step_status=obj.step_status, step_error=obj.step_error)
         except Exception as exc:
             _record_failure(store, run_id, run.run_id, obj.step_name, exc)
             raise
@@ -281,7 +282,7 @@ class SpineCheckpointIOManager(ConfigurableIOManager):
                                   dagster_run_id=dagster_run_id, snapshot=text,
                                   final_status=obj.final_status,
                                   final_context=obj.context if obj.final_status else None,
-                                  step_status=obj.step_status)
+                                  step_status=obj.step_status, step_error=obj.step_error)
 
         if obj.final_status is None and _in_process(context) and store.is_server:
             WRITE_BEHIND.submit(dagster_run_id, obj.step_name, write)

@@ -200,7 +200,8 @@ class CheckpointStore:
                         dagster_run_id: str | None, snapshot: dict[str, Any] | RawJSON,
                         final_status: WorkflowStatus | None = None,
                         final_context: dict[str, Any] | None = None,
-                        step_status: str = "completed") -> int:
+                        step_status: str = "completed",
+                        step_error: tuple[str, str | None] | None = None) -> int:
         """Upsert one checkpoint atomically, mark the step completed, and maybe finish the run.
 
         Returns the size of the stored snapshot in bytes.
@@ -216,7 +217,8 @@ class CheckpointStore:
                 checkpoints, values, ["run_id", "step_name"],
                 {k: values[k] for k in ("context_snapshot", "created_at", "step_index",
                                         "dagster_run_id", "size_bytes", "workflow_name")}))
-            self._set_step(conn, run_id, step_name, step_status, dagster_run_id, None, None, now)
+            self._set_step(conn, run_id, step_name, step_status, dagster_run_id,
+                           *(step_error or (None, None)), now)
             if final_status is not None:
                 self._finish_run(conn, run_id, final_status, final_context, now)
         return size
@@ -384,11 +386,13 @@ class CheckpointStore:
     def complete_step(self, run_id: str, step_name: str, dagster_run_id: str | None, *,
                       final_status: WorkflowStatus | None = None,
                       final_context: dict[str, Any] | None = None,
-                      step_status: str = "completed") -> None:
+                      step_status: str = "completed",
+                      step_error: tuple[str, str | None] | None = None) -> None:
         """Mark a step completed without a checkpoint (and maybe finish the run)."""
         now = utcnow()
         with self._begin() as conn:
-            self._set_step(conn, run_id, step_name, step_status, dagster_run_id, None, None, now)
+            self._set_step(conn, run_id, step_name, step_status, dagster_run_id,
+                           *(step_error or (None, None)), now)
             if final_status is not None:
                 self._finish_run(conn, run_id, final_status, final_context, now)
 

@@ -1,0 +1,85 @@
+"""The rest of the Spine step model on Dagster: choice jumps, CONTINUE (a partial run), RETRY."""
+
+from __future__ import annotations
+
+from spine_dagster import (
+    ErrorCategory,
+    ErrorPolicy,
+    RetryPolicy,
+    Step,
+    StepResult,
+    Workflow,
+    WorkflowStatus,
+)
+
+
+def test_a_choice_jumps_forward_and_a_resume_keeps_the_jump(runner):
+    calls = []
+    broken = {"on": True}
+
+    def record(name):
+        def handler(ctx, config):
+            calls.append(name)
+            if name == "load" and broken["on"]:
+                return StepResult.fail("warehouse down", ErrorCategory.TRANSIENT)
+            return {"ran": name}
+        return handler
+
+    wf = Workflow("types.choice", [
+        Step.lambda_("fetch", record("fetch")),
+        Step.choice("route", lambda ctx: ctx.params["fast"], then_step="load"),
+        Step.lambda_("slow_path", record("slow_path")),
+        Step.lambda_("load", record("load")),
+    ])
+    result = runner.execute(wf, params={"fast": True})
+    assert result.status == "failed" and result.error_step == "load"
+    assert calls == ["fetch", "load"], "the choice skipped slow_path"
+    broken["on"] = False
+    calls.clear()
+
+    resumed = runner.resume(result.run_id)
+    assert resumed.status == "completed"
+    assert calls == ["load"]
+    assert resumed.context.outputs["route"] == {"branch": "load"}
+    assert "slow_path" not in resumed.context.outputs
+
+
+def test_continue_policy_ends_the_run_partial(runner):
+    wf = Workflow("types.partial", [
+        Step.lambda_("optional", lambda c, k: StepResult.fail("no enrichment today"),
+                     on_error=ErrorPolicy.CONTINUE),
+        Step.lambda_("load", lambda c, k: {"loaded": True}),
+    ])
+    result = runner.execute(wf)
+    assert result.status == WorkflowStatus.PARTIAL
+    assert result.context.outputs["load"] == {"loaded": True}
+    assert runner.get_run(result.run_id).status == "partial"
+    assert result.failed_steps == ["optional"]
+
+
+def test_retry_policy_retries_retryable_failures_within_the_run(runner):
+    attempts = []
+
+    def flaky(ctx, config):
+        attempts.append(ctx.attempt)
+        if ctx.attempt < 3:
+            return StepResult.fail("timeout", ErrorCategory.TIMEOUT)
+        return {"attempt": ctx.attempt}
+
+    policy = RetryPolicy(max_attempts=3, initial_delay_seconds=0.01)
+    wf = Workflow("types.retry", [Step.lambda_("flaky", flaky, on_error=ErrorPolicy.RETRY,
+                                               retry_policy=policy)])
+    result = runner.execute(wf)
+    assert result.status == "completed" and attempts == [1, 2, 3]
+
+    quality = []
+
+    def bad_data(ctx, config):
+        quality.append(ctx.attempt)
+        return StepResult.fail("nulls in key column", ErrorCategory.DATA_QUALITY)
+
+    wf2 = Workflow("types.noretry", [Step.lambda_("check", bad_data, on_error=ErrorPolicy.RETRY,
+                                                  retry_policy=policy)])
+    failed = runner.execute(wf2)
+    assert failed.status == "failed" and quality == [1], "DATA_QUALITY is not retryable"
+    assert failed.error_category == "DATA_QUALITY"
