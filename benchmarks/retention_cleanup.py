@@ -49,7 +49,7 @@ def fill(store: CheckpointStore, rows: int) -> None:
                 f"{len(SNAPSHOT)} FROM generate_series(0, {rows - 1}) g"), {"snap": SNAPSHOT})
         else:
             old = "datetime('now', '-30 days')"
-            series = f"WITH RECURSIVE s(g) AS (SELECT 0 UNION ALL SELECT g + 1 FROM s WHERE g < "
+            series = "WITH RECURSIVE s(g) AS (SELECT 0 UNION ALL SELECT g + 1 FROM s WHERE g < "
             conn.execute(sa.text(
                 f"{series}{runs - 1}) INSERT INTO core_workflow_runs (run_id, workflow_name, "
                 f"status, created_at, updated_at) SELECT 'run-' || g, 'bench', 'completed', "
