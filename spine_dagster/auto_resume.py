@@ -5,7 +5,7 @@ Built on Dagster's own run retries, not on a loop of ours:
 * the job gets the run tags ``dagster/max_retries`` (the number of resumes) and
   ``dagster/retry_strategy: FROM_FAILURE``, so the daemon re-executes a failed run from its failed
   step, and the IO manager loads the earlier context from the spine checkpoints;
-* a failure hook looks at the failed step's error category *before the run fails* and sets
+* a failure hook (:mod:`spine_dagster.hooks`) looks at the failed step's error category *before the run fails* and sets
   ``dagster/retry_on_asset_or_op_failure`` on the run: ``true`` for a retryable category,
   ``false`` otherwise. That is the tag Dagster reads when the run fails to decide
   ``dagster/will_retry``; a ``DATA_QUALITY`` or ``INTERNAL`` failure is therefore never retried.
@@ -30,9 +30,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from dagster import HookContext, HookDefinition, JobDefinition, failure_hook
-
-from .compiler import op_name_for
 from .errors import InvalidWorkflowError
 from .model import ErrorCategory, Workflow
 
@@ -118,44 +115,3 @@ def auto_resume_tags(workflow: Workflow) -> dict[str, str]:
     """The job tags for ``workflow``'s auto-resume (empty when it is off)."""
     policy = auto_resume_of(workflow)
     return policy.job_tags() if policy else {}
-
-
-def failure_category(exc: BaseException | None) -> str:
-    """The spine error category of a step failure (``INTERNAL`` when it has none)."""
-    seen = 0
-    while exc is not None and seen < 10:
-        category = getattr(exc, "category", None)
-        if category is not None:
-            value = category.value if isinstance(category, ErrorCategory) else str(category)
-            known = {c.value for c in ErrorCategory}
-            return value if value in known else ErrorCategory.INTERNAL.value
-        exc, seen = exc.__cause__, seen + 1
-    return ErrorCategory.INTERNAL.value
-
-
-def auto_resume_hook(workflow: Workflow, policy: AutoResume) -> HookDefinition:
-    """The failure hook that tells Dagster whether this failure may be retried."""
-
-    @failure_hook(name=f"{op_name_for(workflow.name)}__auto_resume")
-    def _decide(context: HookContext) -> None:
-        category = failure_category(context.op_exception)
-        retry = policy.is_retryable(category)
-        context.instance.add_run_tags(context.run_id, {
-            RETRY_ON_FAILURE_TAG: "true" if retry else "false",
-            FAILURE_CATEGORY_TAG: category,
-        })
-        context.log.info(
-            f"auto-resume: step {context.op.name!r} failed with {category}; "
-            + ("Dagster may resume the run from its last checkpoint" if retry else
-               f"not resumed (auto-resume covers {', '.join(policy.categories)})"))
-
-    return _decide
-
-
-def with_auto_resume(job: JobDefinition, workflow: Workflow) -> JobDefinition:
-    """``job`` with the auto-resume hook when ``workflow`` opts in (build its tags with
-    ``build_job(..., tags=auto_resume_tags(workflow))``)."""
-    policy = auto_resume_of(workflow)
-    if policy is None:
-        return job
-    return job.with_hooks({auto_resume_hook(workflow, policy)})

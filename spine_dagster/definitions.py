@@ -26,7 +26,8 @@ from typing import Any, Iterable, Mapping, Sequence
 from dagster import Definitions, JobDefinition, PartitionsDefinition
 
 from . import retention
-from .auto_resume import auto_resume_tags, with_auto_resume
+from .auto_resume import auto_resume_tags
+from .hooks import with_auto_resume
 from .compiler import build_job, op_name_for
 from .errors import InvalidAutomationError
 from .io_manager import SpineCheckpointIOManager

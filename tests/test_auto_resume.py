@@ -19,7 +19,8 @@ from spine_dagster import (
     Workflow,
     build_definitions,
 )
-from spine_dagster.auto_resume import auto_resume_of, failure_category
+from spine_dagster.auto_resume import auto_resume_of
+from spine_dagster.hooks import failure_category
 
 
 def _fail(ctx, config):
