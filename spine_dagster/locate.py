@@ -22,7 +22,8 @@ from .errors import WorkflowNotFoundError
 from .model import Workflow
 
 _LOCAL: dict[str, Workflow] = {}
-_FILE_MODULES: dict[str, ModuleType] = {}
+_FILE_MODULES: dict[str, ModuleType] = {}  # script path -> the module we loaded it as
+_FILE_MODULES_NAMES: set[str] = set()
 
 
 def _find_attr(module: ModuleType, workflow: Workflow) -> str | None:
@@ -46,9 +47,6 @@ def workflow_ref(workflow: Workflow) -> str:
             else:
                 return f"{module_name}:{attr}"
     return local_ref(workflow)
-
-
-_FILE_MODULES_NAMES: set[str] = set()
 
 
 def local_ref(workflow: Workflow) -> str:
