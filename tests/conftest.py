@@ -10,6 +10,7 @@ never see each other's rows. Under ``CI=true`` a missing server fails the run in
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from typing import Iterator
@@ -49,17 +50,26 @@ def require_postgres() -> sa.Engine:
     return engine
 
 
+@contextlib.contextmanager
+def pg_schema(prefix: str) -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh schema, dropped on exit."""
+    admin = require_postgres()
+    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        spine_db.dispose_all()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+
+
 @pytest.fixture
 def pg_schema_url() -> Iterator[str]:
     """A PostgreSQL URL whose search_path is a fresh schema, dropped after the test."""
-    admin = require_postgres()
-    schema = f"spine_t_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    spine_db.dispose_all()
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    with pg_schema("spine_t") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

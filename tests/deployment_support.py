@@ -23,12 +23,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
-import sqlalchemy as sa
-from conftest import require_postgres, write_dagster_home
+from conftest import pg_schema, write_dagster_home
 from dagster import DagsterEventType, DagsterInstance
 
 from spine_dagster import SpineDagsterClient, WorkflowRunner
-from spine_dagster import db as spine_db
 from spine_dagster.errors import SpineDagsterError
 
 LOCATION_DIR = Path(__file__).resolve().parent / "locations"
@@ -175,15 +173,8 @@ def _loaded(client: SpineDagsterClient) -> bool:
 @pytest.fixture(scope="module")
 def pg_checkpoint_url() -> Iterator[str]:
     """A PostgreSQL checkpoint database (a fresh schema) shared by the deployment's processes."""
-    admin = require_postgres()
-    schema = f"spine_dep_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    url = str(sa.make_url(admin.url).render_as_string(hide_password=False))
-    yield f"{url}?options=-csearch_path%3D{schema}"
-    spine_db.dispose_all()
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    with pg_schema("spine_dep") as url:
+        yield url
 
 
 @pytest.fixture(scope="module", params=["postgres", "sqlite"],

@@ -84,13 +84,18 @@ if __name__ == "__main__":
 '''
 
 
-def test_resume_from_a_fresh_process_of_a_script_workflow(env, tmp_path):
-    script = tmp_path / "nightly.py"
+def fail_in_a_script(script: Path, env: dict[str, str]) -> str:
+    """Write SCRIPT to ``script``, run it as ``python script.py`` with its step broken; the run id."""
     script.write_text(SCRIPT)
     proc = subprocess.run([sys.executable, str(script)], env={**env, "BROKEN": "1"},
-                          capture_output=True, text=True, timeout=240, cwd=tmp_path)
+                          capture_output=True, text=True, timeout=240, cwd=script.parent)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    run_id = json.loads(proc.stdout.strip().splitlines()[-1])["run_id"]
+    return json.loads(proc.stdout.strip().splitlines()[-1])["run_id"]
+
+
+def test_resume_from_a_fresh_process_of_a_script_workflow(env, tmp_path):
+    script = tmp_path / "nightly.py"
+    run_id = fail_in_a_script(script, env)
 
     resumed = run_python(f"""
         import json
@@ -105,11 +110,7 @@ def test_resume_from_a_fresh_process_of_a_script_workflow(env, tmp_path):
 
 def test_a_workflow_that_cannot_be_found_says_where_it_looked(env, tmp_path):
     script = tmp_path / "gone.py"
-    script.write_text(SCRIPT)
-    proc = subprocess.run([sys.executable, str(script)], env={**env, "BROKEN": "1"},
-                          capture_output=True, text=True, timeout=240, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    run_id = json.loads(proc.stdout.strip().splitlines()[-1])["run_id"]
+    run_id = fail_in_a_script(script, env)
     script.unlink()
 
     error = run_python(f"""
