@@ -1,5 +1,8 @@
 """spine_dagster: Spine workflows on Dagster, with spine-format checkpoints and resume.
 
+Names are imported on first use (PEP 562), so that ``import spine_dagster`` and the
+``spine-dagster`` command start fast; Dagster is imported only by the names that need it.
+
 Example:
     >>> from spine_dagster import Step, StepResult, Workflow, build_job
     >>> job = build_job(Workflow("docs.init", [Step.lambda_("a", lambda ctx, cfg: StepResult.ok())]))
@@ -7,107 +10,74 @@ Example:
     'docs__init'
 """
 
-from .auto_resume import AutoResume
-from .automation import (
-    spine_partitioned_schedule,
-    spine_run_config,
-    spine_schedule,
-    spine_sensor,
-)
-from .client import RemoteRun, SpineDagsterClient
-from .compiler import SpineStepFailure, build_job, op_name_for
-from .context import WorkflowContext
-from .definitions import SpineJob, build_definitions
-from .errors import (
-    CheckpointNotFoundError,
-    CheckpointSerializationError,
-    CheckpointTooLargeError,
-    CheckpointWriteError,
-    DatabaseUnavailableError,
-    InvalidAutomationError,
-    InvalidRetentionError,
-    InvalidWorkflowError,
-    NothingToResumeError,
-    RunInProgressError,
-    SchemaOutOfDateError,
-    SpineDagsterError,
-    UnknownPipelineError,
-    UnknownRunError,
-    UnknownStepError,
-    WebserverQueryError,
-    WebserverUnavailableError,
-    WorkflowChangedError,
-    WorkflowMismatchError,
-    WorkflowNotFoundError,
-)
-from .io_manager import SpineCheckpointIOManager
-from .model import ErrorCategory, ErrorPolicy, RetryPolicy, Step, StepType, Workflow
-from .pipelines import pipeline, registered_pipelines
-from .resources import SpineRunConfig
-from .results import QualityMetrics, StepExecution, StepResult, WorkflowResult, WorkflowStatus
-from .resume_job import SpineWebserver, build_resume_job
-from .retention import CheckpointRetention, cleanup_job, cleanup_schedule
-from .runner import WorkflowRunner
-from .store import Checkpoint, CheckpointStore, RunRecord
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .version import __version__
 
-__all__ = [
-    "AutoResume",
-    "Checkpoint",
-    "CheckpointNotFoundError",
-    "CheckpointRetention",
-    "CheckpointSerializationError",
-    "CheckpointStore",
-    "CheckpointTooLargeError",
-    "CheckpointWriteError",
-    "DatabaseUnavailableError",
-    "ErrorCategory",
-    "ErrorPolicy",
-    "InvalidAutomationError",
-    "InvalidRetentionError",
-    "InvalidWorkflowError",
-    "NothingToResumeError",
-    "QualityMetrics",
-    "RemoteRun",
-    "RetryPolicy",
-    "RunInProgressError",
-    "RunRecord",
-    "SchemaOutOfDateError",
-    "SpineCheckpointIOManager",
-    "SpineDagsterClient",
-    "SpineDagsterError",
-    "SpineJob",
-    "SpineRunConfig",
-    "SpineStepFailure",
-    "SpineWebserver",
-    "Step",
-    "StepExecution",
-    "StepResult",
-    "StepType",
-    "UnknownPipelineError",
-    "UnknownRunError",
-    "UnknownStepError",
-    "WebserverQueryError",
-    "WebserverUnavailableError",
-    "Workflow",
-    "WorkflowChangedError",
-    "WorkflowContext",
-    "WorkflowMismatchError",
-    "WorkflowNotFoundError",
-    "WorkflowResult",
-    "WorkflowRunner",
-    "WorkflowStatus",
-    "__version__",
-    "build_definitions",
-    "build_job",
-    "build_resume_job",
-    "cleanup_job",
-    "cleanup_schedule",
-    "op_name_for",
-    "pipeline",
-    "registered_pipelines",
-    "spine_partitioned_schedule",
-    "spine_run_config",
-    "spine_schedule",
-    "spine_sensor",
-]
+# public name -> the module that defines it
+_EXPORTS: dict[str, str] = {
+    "AutoResume": "auto_resume",
+    "spine_partitioned_schedule": "automation", "spine_run_config": "automation",
+    "spine_schedule": "automation", "spine_sensor": "automation",
+    "RemoteRun": "client", "SpineDagsterClient": "client",
+    "SpineStepFailure": "engine", "build_job": "compiler", "op_name_for": "compiler",
+    "WorkflowContext": "context",
+    "SpineJob": "definitions", "build_definitions": "definitions",
+    "CheckpointCorruptError": "errors", "CheckpointNotFoundError": "errors",
+    "CheckpointSerializationError": "errors", "CheckpointTooLargeError": "errors",
+    "CheckpointWriteError": "errors", "DatabaseUnavailableError": "errors",
+    "InvalidAutomationError": "errors", "InvalidDatabaseUrlError": "errors",
+    "InvalidParamsError": "errors", "InvalidRetentionError": "errors",
+    "InvalidRunIdError": "errors", "InvalidSettingError": "errors",
+    "InvalidWorkflowError": "errors", "NothingToResumeError": "errors",
+    "RunInProgressError": "errors", "SchemaOutOfDateError": "errors",
+    "SpineDagsterError": "errors", "StaleStepsError": "errors",
+    "UnknownPipelineError": "errors", "UnknownRunError": "errors", "UnknownStepError": "errors",
+    "WebserverQueryError": "errors", "WebserverUnavailableError": "errors",
+    "WorkflowChangedError": "errors", "WorkflowMismatchError": "errors",
+    "WorkflowNotFoundError": "errors",
+    "SpineCheckpointIOManager": "io_manager",
+    "ErrorCategory": "model", "ErrorPolicy": "model", "RetryPolicy": "model", "Step": "model",
+    "StepType": "model", "Workflow": "model",
+    "pipeline": "pipelines", "registered_pipelines": "pipelines",
+    "SpineRunConfig": "resources",
+    "QualityMetrics": "results", "StepExecution": "results", "StepResult": "results",
+    "WorkflowResult": "results", "WorkflowStatus": "results",
+    "ResumePlan": "resume",
+    "SpineWebserver": "resume_job", "build_resume_job": "resume_job",
+    "CheckpointRetention": "retention", "cleanup_job": "retention",
+    "cleanup_schedule": "retention",
+    "WorkflowRunner": "runner",
+    "Checkpoint": "records", "RunRecord": "records", "CheckpointStore": "store",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'spine_dagster' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from .auto_resume import AutoResume  # noqa: F401
+    from .client import SpineDagsterClient  # noqa: F401
+    from .compiler import build_job, op_name_for  # noqa: F401
+    from .context import WorkflowContext  # noqa: F401
+    from .definitions import SpineJob, build_definitions  # noqa: F401
+    from .model import ErrorCategory, ErrorPolicy, RetryPolicy, Step, StepType, Workflow  # noqa: F401
+    from .records import Checkpoint, RunRecord  # noqa: F401
+    from .results import QualityMetrics, StepResult, WorkflowResult, WorkflowStatus  # noqa: F401
+    from .runner import WorkflowRunner  # noqa: F401
+    from .store import CheckpointStore  # noqa: F401

@@ -5,7 +5,9 @@ Commands::
     spine-dagster runs [--status failed] [--workflow NAME] [--limit N]
     spine-dagster checkpoints RUN_ID
     spine-dagster checkpoint RUN_ID STEP [--json]
-    spine-dagster resume RUN_ID [--param key=value ...] [--verbose] [--webserver URL]
+    spine-dagster resume RUN_ID [--param key=value ...] [--start-from STEP] [--rerun-stale]
+                         [--config FILE.yaml] [--plan [--json]] [--verbose]
+                         [--webserver URL [--header K:V ...] [--api-token TOKEN]]
     spine-dagster delete RUN_ID [--yes]
     spine-dagster cleanup [--retention-days N] [--dry-run] [--batch-size N]
     spine-dagster db upgrade
@@ -13,10 +15,12 @@ Commands::
 Every command takes ``--database-url`` (default: the runner's, ``$SPINE_DAGSTER_DATABASE_URL`` or
 SQLite at ``~/.spine_dagster/checkpoints.db``) and ``--help``. ``resume`` runs locally, on the
 default Dagster instance (``$DAGSTER_HOME``, else ``~/.spine_dagster/dagster_home``), or with
-``--webserver URL`` through a Dagster deployment (see ``SpineDagsterClient``).
+``--webserver URL`` through a Dagster deployment (see ``SpineDagsterClient``). Only ``argparse`` is
+imported until a command runs, so ``--help`` answers at once.
 
-Exit status: 0 on success; 1 when the command fails (one line, ``error: ...``), when a resumed run
-fails again, or when a delete is declined; 2 on a usage error.
+Exit status: 0 on success; 1 when the command fails (one line, ``error: ...``, with the
+command-line fix), when a resumed run fails again, or when a delete is declined; 2 on a usage
+error.
 
 Example:
     >>> import tempfile
@@ -31,27 +35,23 @@ import argparse
 import json
 import os
 import sys
-import threading
 from typing import Any, Callable, Sequence
 
-from . import cli_output as fmt
-from . import db
-from .errors import RunInProgressError, SpineDagsterError
-from .results import WorkflowStatus
-from .retention import DEFAULT_BATCH_SIZE, DEFAULT_RETENTION_DAYS, cleanup_checkpoints, cutoff_for
-from .runner import WorkflowRunner
-from .store import CheckpointStore, StepRow
-
 PROG = "spine-dagster"
-STATUSES = [s.value for s in WorkflowStatus]
-POLL_SECONDS = 0.2
+STATUSES = ["running", "completed", "failed", "partial"]
+ENV_DATABASE_URL = "SPINE_DAGSTER_DATABASE_URL"
+ENV_HOME = "SPINE_DAGSTER_HOME"
+
+
+def _one_line(text: Any) -> str:
+    return " ".join(str(text if text is not None else "").split())
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line: ``error: ... (see: spine-dagster X --help)``."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"error: {fmt.one_line(message)} (see: {self.prog} --help)\n")
+        self.exit(2, f"error: {_one_line(message)} (see: {self.prog} --help)\n")
 
 
 def parse_param(text: str) -> tuple[str, Any]:
@@ -68,18 +68,52 @@ def parse_param(text: str) -> tuple[str, Any]:
     return key, value
 
 
+def parse_header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME:VALUE (e.g. --header "
+                                         f"'Authorization: Bearer abc')")
+    return name.strip(), value.strip()
+
+
 # -- commands ------------------------------------------------------------------------------------
-def _runner(args: argparse.Namespace, **options: Any) -> WorkflowRunner:
+def _runner(args: argparse.Namespace, **options: Any):
+    from .runner import WorkflowRunner  # noqa: PLC0415 - imports Dagster: only when needed
+
     return WorkflowRunner(database_url=args.database_url, **options)
 
 
+def _store(args: argparse.Namespace):
+    from .store import CheckpointStore  # noqa: PLC0415
+
+    return CheckpointStore.for_url(args.database_url)
+
+
+def _import_workflow_of(record: Any) -> None:
+    """Best effort: import the run's workflow (and so the classes of its stored values), as a
+    resume would, so that checkpoints holding enums or models can be shown."""
+    if os.getcwd() not in sys.path:  # `module:attr` workflow refs resolve from the project dir
+        sys.path.insert(0, os.getcwd())
+    if record is None or not record.workflow_ref:
+        return
+    from .locate import load_workflow  # noqa: PLC0415
+
+    try:
+        load_workflow(record.workflow_ref, workflow_name=record.workflow_name)
+    except Exception:  # noqa: BLE001 - display works without it, unless classes are needed
+        pass
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
-    runner = _runner(args)
-    records = runner.store.list_runs(status=args.status, workflow_name=args.workflow,
-                                     limit=args.limit)
-    # A run whose process died still says "running"; get_run asks Dagster how it really ended.
-    records = [runner.get_run(r.run_id) if r.status is WorkflowStatus.RUNNING else r
-               for r in records]
+    from . import cli_output as fmt  # noqa: PLC0415
+
+    store = _store(args)
+    records = store.list_runs(status=args.status, workflow_name=args.workflow, limit=args.limit)
+    if any(r.status.value == "running" for r in records):
+        # A run whose process died still says "running"; get_run asks Dagster how it ended.
+        runner = _runner(args)
+        records = [runner.get_run(r.run_id) if r.status.value == "running" else r
+                   for r in records]
     records = [r for r in records if not args.status or r.status.value == args.status]
     if not records:
         print("no runs" + _filters(args))
@@ -95,10 +129,24 @@ def _filters(args: argparse.Namespace) -> str:
     return f" with {' and '.join(parts)}" if parts else ""
 
 
+def _record(store: Any, run_id: str) -> Any:
+    from .errors import UnknownRunError  # noqa: PLC0415
+
+    record = store.get_run(run_id)
+    if record is None:
+        raise UnknownRunError(
+            f"no spine run or Dagster run with id {run_id!r} in the checkpoint database at "
+            f"{store.display_url}.", hint="List runs with: spine-dagster runs")
+    return record
+
+
 def cmd_checkpoints(args: argparse.Namespace) -> int:
-    runner = _runner(args)
-    record = runner.store.get_run(args.run_id)
-    checkpoints = runner.list_checkpoints(args.run_id)  # UnknownRunError for a bad id
+    from . import cli_output as fmt  # noqa: PLC0415
+
+    store = _store(args)
+    record = _record(store, args.run_id)
+    _import_workflow_of(record)
+    checkpoints = store.list_checkpoints(record.run_id)
     print(fmt.run_line(record))
     if not checkpoints:
         print("no checkpoints")
@@ -108,130 +156,127 @@ def cmd_checkpoints(args: argparse.Namespace) -> int:
 
 
 def cmd_checkpoint(args: argparse.Namespace) -> int:
-    checkpoint = _runner(args).get_checkpoint(args.run_id, args.step)
-    print(fmt.checkpoint_json(checkpoint) if args.json else fmt.checkpoint_text(checkpoint))
+    from . import cli_output as fmt  # noqa: PLC0415
+    from .errors import CheckpointNotFoundError  # noqa: PLC0415
+
+    store = _store(args)
+    record = _record(store, args.run_id)
+    if args.json:  # the stored row as it is, even when damaged, so that it can be repaired
+        raw = store.raw_checkpoint(record.run_id, args.step)
+        if raw is None:
+            raise CheckpointNotFoundError(
+                f"run {record.run_id!r} has no checkpoint for step {args.step!r}.",
+                hint=f"List them with: spine-dagster checkpoints {record.run_id}")
+        try:
+            print(json.dumps(json.loads(raw), indent=2, ensure_ascii=False))
+        except (ValueError, RecursionError):
+            print(raw)
+        return 0
+    _import_workflow_of(record)
+    checkpoint = store.get_checkpoint(record.run_id, args.step)
+    if checkpoint is None:
+        raise CheckpointNotFoundError(
+            f"run {record.run_id!r} has no checkpoint for step {args.step!r}.",
+            hint=f"List them with: spine-dagster checkpoints {record.run_id}")
+    print(fmt.checkpoint_text(checkpoint))
     return 0
+
+
+def _read_config(path: str | None) -> dict[str, Any] | None:
+    if not path:
+        return None
+    import yaml  # noqa: PLC0415 - PyYAML comes with Dagster
+
+    from .errors import InvalidParamsError  # noqa: PLC0415
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except (OSError, yaml.YAMLError) as exc:
+        raise InvalidParamsError(f"--config {path}: cannot read it as YAML ({exc}).") from None
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise InvalidParamsError(f"--config {path}: expected a mapping of run config (ops:, "
+                                 f"resources:, execution:), got {type(data).__name__}.")
+    return data
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     params = dict(args.param or [])
+    config = _read_config(args.config)
+    on_stale = "rerun" if args.rerun_stale else args.on_stale
+    options = dict(params_override=params or None, start_from=args.start_from, on_stale=on_stale)
     if args.webserver:  # through the deployment's GraphQL API; the local instance is not used
-        return _resume_remotely(args, params)
-    return _resume_locally(args, params)
+        from .client import SpineDagsterClient  # noqa: PLC0415
+
+        client = SpineDagsterClient(args.webserver, database_url=args.database_url,
+                                    headers=dict(args.header or []), api_token=args.api_token)
+        _import_workflow_of(client.store.get_run(args.run_id))
+        plan = client.plan_resume(args.run_id, **options)
+        if args.plan:
+            return _print_plan(plan, args.json)
+        return _resume(client.store, plan, f" through {client.base_url}", lambda: client
+                       .resume_and_wait(args.run_id, run_config_override=config, **options),
+                       lambda r: f" ({client.base_url}/runs/{r.dagster_run_id})",
+                       f"--webserver {args.webserver}")
+    _import_workflow_of(_store(args).get_run(args.run_id))
+    runner = _runner(args, log_level="INFO" if args.verbose else None, progress=False)
+    plan = runner.plan_resume(args.run_id, **options)
+    if args.plan:
+        return _print_plan(plan, args.json)
+    return _resume(runner.store, plan, "", lambda: runner.resume(
+        args.run_id, run_config_override=config, **options),
+        lambda r: f" (Dagster run {r.dagster_run_id})" if r.dagster_run_id else "", "")
 
 
-def _resume_remotely(args: argparse.Namespace, params: dict[str, Any]) -> int:
-    from .client import SpineDagsterClient  # noqa: PLC0415 - only this path needs it
-
-    client = SpineDagsterClient(args.webserver, database_url=args.database_url)
-    record = client.store.get_run(args.run_id)
-    if record is None or record.status is WorkflowStatus.COMPLETED:
-        client.resume(args.run_id)  # raises UnknownRunError / NothingToResumeError, which explain
-    result = _with_progress(
-        client.store, record, params, f" through {client.base_url}",
-        lambda: client.resume_and_wait(record.run_id, params_override=params or None))
-    return _report_resume(result, f" ({client.base_url}/runs/{result.dagster_run_id})",
-                          f"--webserver {args.webserver}")
-
-
-def _resume_locally(args: argparse.Namespace, params: dict[str, Any]) -> int:
-    if os.getcwd() not in sys.path:  # `module:attr` workflow refs resolve from the project dir
-        sys.path.insert(0, os.getcwd())
-    runner = _runner(args, log_level=None if args.verbose else "CRITICAL")
-    record = runner.get_run(args.run_id)
-    if record.status is WorkflowStatus.COMPLETED:
-        runner.resume(record.run_id)  # raises NothingToResumeError, which says what to do instead
-    result = _with_progress(runner.store, record, params, "",
-                            lambda: runner.resume(record.run_id, params_override=params or None))
-    dagster_run = f" (Dagster run {result.dagster_run_id})" if result.dagster_run_id else ""
-    return _report_resume(result, dagster_run)
-
-
-def _with_progress(store: CheckpointStore, record: Any, params: dict[str, Any], where: str,
-                   resume: Callable[[], Any]) -> Any:
-    """Run ``resume()`` while printing each step of the run as it starts and ends."""
-    print(f"resuming {fmt.run_line(record)}{where}")
-    if params:
-        print(f"params override: {fmt.params_text(params)}")
-    progress = _Progress(store, record.run_id, print)
-    progress.start()
-    try:
-        return resume()
-    finally:
-        progress.finish()
-
-
-def _report_resume(result: Any, dagster_run: str, options: str = "") -> int:
-    if result.status is WorkflowStatus.FAILED:
-        print(f"run {result.run_id} failed again at step {result.error_step}: "
-              f"{fmt.one_line(result.error, 300)}{dagster_run}")
-        print(f"fix the cause, then: {PROG} resume {result.run_id} {options}".rstrip())
-        return 1
-    steps = ", ".join(result.completed_steps) or "none"
-    print(f"run {result.run_id} {result.status.value}{dagster_run}; steps run: {steps}")
+def _print_plan(plan: Any, as_json: bool) -> int:
+    print(json.dumps(plan.to_dict(), indent=2, ensure_ascii=False) if as_json else plan)
     return 0
 
 
-class _Progress:
-    """Prints each step of a run as its row in ``core_workflow_steps`` changes (polls the store).
+def _resume(store: Any, plan: Any, where: str, resume: Callable[[], Any],
+            link: Callable[[Any], str], options: str) -> int:
+    from .progress import StepProgress  # noqa: PLC0415
 
-    Polling the store works the same for both executors and for runs that another process (the
-    Dagster run worker) executes.
-    """
-
-    def __init__(self, store: CheckpointStore, run_id: str, emit: Callable[[str], None],
-                 interval: float = POLL_SECONDS) -> None:
-        self.store, self.run_id, self.emit, self.interval = store, run_id, emit, interval
-        self._seen = {name: self._key(row) for name, row in store.step_rows(run_id).items()}
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._loop, name="spine-progress", daemon=True)
-
-    @staticmethod
-    def _key(row: StepRow) -> tuple[Any, ...]:
-        return row.status, row.attempts, row.updated_at
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.poll()
-            except Exception:  # noqa: BLE001 - progress is cosmetic; the resume reports errors
-                pass
-
-    def poll(self) -> None:
-        with self._lock:
-            rows = self.store.step_rows(self.run_id).values()
-            changed = [r for r in rows if self._key(r) != self._seen.get(r.step_name)]
-            for row in sorted(changed, key=lambda r: (r.updated_at is None, r.updated_at)):
-                self._seen[row.step_name] = self._key(row)
-                self.emit(fmt.step_progress(row))
-
-    def finish(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        try:
-            self.poll()
-        except Exception:  # noqa: BLE001
-            pass
+    print(f"resuming run {plan.run_id} (workflow {plan.workflow_name}) at step "
+          f"{plan.start_step}{where}: {plan.start_reason}")
+    for key, (old, new) in plan.param_diff.items():
+        print(f"param {key}: {json.dumps(old, default=str)} -> {json.dumps(new, default=str)}")
+    for warning in plan.warnings:
+        print(f"warning: {warning}")
+    progress = StepProgress(store, plan.run_id, print).start()
+    try:
+        result = resume()
+    finally:
+        progress.finish()
+    if result.status.value == "failed":
+        print(f"run {result.run_id} failed again at step {result.error_step}: "
+              f"{_one_line(result.error)[:300]}{link(result)}")
+        print(f"fix the cause, then: {PROG} resume {result.run_id} {options}".rstrip())
+        return 1
+    steps = ", ".join(result.completed_steps) or "none"
+    print(f"run {result.run_id} {result.status.value}{link(result)}; steps run: {steps}")
+    return 0
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
+    from . import cli_output as fmt  # noqa: PLC0415
+    from .errors import RunInProgressError  # noqa: PLC0415
+
     runner = _runner(args)
     record = runner.get_run(args.run_id)
-    if record.status is WorkflowStatus.RUNNING:
+    if record.status.value == "running":
         raise RunInProgressError(
             f"run {record.run_id} is running; deleting its checkpoints now would break it. Wait "
             f"until it ends (check with: {PROG} runs --status running).")
-    count = len(runner.store.list_checkpoint_steps(record.run_id))
+    count = len(runner.store.checkpoint_index(record.run_id))
     if count == 0:
         print(f"run {record.run_id} has no checkpoints; nothing to delete")
         return 0
     if not args.yes:
         warning = (" It failed: without checkpoints a resume starts again from the first step."
-                   if record.status is WorkflowStatus.FAILED else "")
+                   if record.status.value == "failed" else "")
         answer = _ask(f"Delete {count} checkpoint(s) of {fmt.run_line(record)}?{warning} [y/N] ")
         if answer not in ("y", "yes"):
             print("nothing deleted")
@@ -253,8 +298,12 @@ def _ask(question: str) -> str:
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone  # noqa: PLC0415
+
+    from .retention import DEFAULT_RETENTION_DAYS, cleanup_checkpoints, cutoff_for  # noqa: PLC0415
+
     days = args.retention_days if args.retention_days is not None else DEFAULT_RETENTION_DAYS
-    now = fmt.now_utc()
+    now = datetime.now(timezone.utc)
     cutoff = cutoff_for(days, now)
     count = cleanup_checkpoints(args.database_url, days, dry_run=args.dry_run,
                                 batch_size=args.batch_size, now=now)
@@ -265,6 +314,8 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from . import db  # noqa: PLC0415
+
     url = db.resolve_url(args.database_url)
     before, after, changes = db.upgrade(url)
     where = db.mask_url(url)
@@ -285,10 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--database-url", metavar="URL", default=None,
         help=f"checkpoint database, e.g. postgresql+psycopg2://user@host:5432/db (default: "
-             f"${db.ENV_DATABASE_URL}, else sqlite:///<${db.ENV_HOME} or "
-             f"~/.spine_dagster>/checkpoints.db)")
+             f"${ENV_DATABASE_URL}, else sqlite:///<${ENV_HOME} or ~/.spine_dagster>/checkpoints.db)")
     parser = _Parser(prog=PROG, description="Inspect and repair spine runs: list runs and their "
-                     "checkpoints, resume failed runs, delete and clean up checkpoints.")
+                     "checkpoints, plan and resume failed runs, delete and clean up checkpoints.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, handler: Callable[[argparse.Namespace], int], text: str,
@@ -303,7 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--workflow", metavar="NAME", help="only runs of this workflow")
     runs.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
 
-    checkpoints = command("checkpoints", cmd_checkpoints, "List the checkpoints of a run.")
+    checkpoints = command("checkpoints", cmd_checkpoints, "List the checkpoints of a run, with "
+                          "their state (valid, superseded, rejected).")
     checkpoints.add_argument("run_id", metavar="RUN_ID", help="spine run id (or a Dagster run id)")
 
     checkpoint = command("checkpoint", cmd_checkpoint, "Show the context saved by one step's "
@@ -311,19 +362,38 @@ def build_parser() -> argparse.ArgumentParser:
     checkpoint.add_argument("run_id", metavar="RUN_ID")
     checkpoint.add_argument("step", metavar="STEP", help="the step's name")
     checkpoint.add_argument("--json", action="store_true",
-                            help="print the stored checkpoint as JSON")
+                            help="print the stored row as it is (also when it is damaged)")
 
-    resume = command("resume", cmd_resume, "Resume a failed run from its newest checkpoint, "
-                     "here, as a Dagster re-execution; prints each step as it runs.")
+    resume = command("resume", cmd_resume, "Resume a failed run from its newest usable "
+                     "checkpoint, as a Dagster re-execution; prints each step as it runs.")
     resume.add_argument("run_id", metavar="RUN_ID")
     resume.add_argument("--param", action="append", type=parse_param, metavar="KEY=VALUE",
                         help="override a param (repeatable); the value is read as JSON when it "
                              "parses (120, true, [1,2]), else as text")
+    resume.add_argument("--start-from", metavar="STEP",
+                        help="run again from this step (its checkpoint and the later ones are "
+                             "superseded); also works on a completed run")
+    resume.add_argument("--rerun-stale", action="store_true",
+                        help="start at the first reused step that read a changed param")
+    resume.add_argument("--on-stale", choices=["warn", "rerun", "error"], default="warn",
+                        help="when a changed param was read by a reused step (default: warn)")
+    resume.add_argument("--config", metavar="FILE.yaml",
+                        help="run config deep-merged over the failed run's (ops:, resources:, "
+                             "execution:), e.g. a lower max_concurrent")
+    resume.add_argument("--plan", action="store_true",
+                        help="print the resume plan (each step's fate, the start step and why, "
+                             "the param diff, stale steps) and launch nothing")
+    resume.add_argument("--json", action="store_true", help="with --plan: print it as JSON")
     resume.add_argument("--verbose", action="store_true", help="also print Dagster's event log")
     resume.add_argument("--webserver", metavar="URL",
                         help="resume through this Dagster deployment (e.g. http://HOST:3000): "
                              "its run launcher runs the re-execution, which joins the run's run "
                              "group in the UI; --database-url must be the deployment's")
+    resume.add_argument("--header", action="append", type=parse_header, metavar="NAME:VALUE",
+                        help="with --webserver: an extra HTTP header (repeatable)")
+    resume.add_argument("--api-token", metavar="TOKEN",
+                        help="with --webserver: the deployment's API token (default "
+                             "$SPINE_DAGSTER_API_TOKEN)")
 
     delete = command("delete", cmd_delete, "Delete the checkpoints of a run (asks first).")
     delete.add_argument("run_id", metavar="RUN_ID")
@@ -332,10 +402,10 @@ def build_parser() -> argparse.ArgumentParser:
     cleanup = command("cleanup", cmd_cleanup, "Delete checkpoints past the retention period, "
                       "except those of runs that failed within it; never those of running runs.")
     cleanup.add_argument("--retention-days", type=float, metavar="N",
-                         help=f"keep checkpoints this many days (default {DEFAULT_RETENTION_DAYS})")
+                         help="keep checkpoints this many days (default 7)")
     cleanup.add_argument("--dry-run", action="store_true", help="count only, delete nothing")
-    cleanup.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
-                         help=f"rows per transaction (default {DEFAULT_BATCH_SIZE})")
+    cleanup.add_argument("--batch-size", type=int, default=1000, metavar="N",
+                         help="rows per transaction (default 1000)")
 
     database = commands.add_parser("db", help="Manage the checkpoint database schema.",
                                    description="Manage the checkpoint database schema.")
@@ -349,11 +419,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``spine-dagster`` entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
+    from .errors import SpineDagsterError  # noqa: PLC0415
+
     try:
         return args.handler(args)
     except SpineDagsterError as exc:
         sys.stdout.flush()
-        print(f"error: {fmt.one_line(exc)}", file=sys.stderr)
+        print(f"error: {_one_line(exc.cli_message)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

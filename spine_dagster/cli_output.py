@@ -19,7 +19,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence
 
-from .store import Checkpoint, RunRecord, StepRow
+from .records import Checkpoint, RunRecord, StepRow
 
 
 def now_utc() -> datetime:
@@ -81,9 +81,11 @@ def run_line(record: RunRecord) -> str:
 
 
 def checkpoints_table(checkpoints: Sequence[Checkpoint], now: datetime | None = None) -> str:
-    rows = [[c.step_name, c.step_index, f"{c.created_at:%Y-%m-%d %H:%M:%S}",
+    """One row per checkpoint; STATE is valid, superseded (a step at or before it ran again
+    since: never resumed from) or rejected (failed its quality gate)."""
+    rows = [[c.step_name, c.step_index, c.state, f"{c.created_at:%Y-%m-%d %H:%M:%S}",
              age(c.created_at, now), size(c.size_bytes), c.dagster_run_id] for c in checkpoints]
-    return table(["STEP", "#", "CREATED (UTC)", "AGE", "SIZE", "DAGSTER RUN"], rows)
+    return table(["STEP", "#", "STATE", "CREATED (UTC)", "AGE", "SIZE", "DAGSTER RUN"], rows)
 
 
 def checkpoint_text(checkpoint: Checkpoint) -> str:
@@ -111,19 +113,6 @@ def checkpoint_json(checkpoint: Checkpoint) -> str:
 
 def _indent(text: str, prefix: str = "  ") -> str:
     return "\n".join(prefix + line for line in text.splitlines())
-
-
-def step_progress(row: StepRow) -> str:
-    """One line of ``resume`` progress for a step whose state changed."""
-    status = row.status
-    detail = ""
-    if status == "running" and row.attempts > 1:
-        detail = f"attempt {row.attempts}"
-    elif status in ("completed", "skipped") and row.started_at and row.updated_at:
-        detail = f"{(row.updated_at - row.started_at).total_seconds():.1f}s"
-    elif status == "failed":
-        detail = one_line(row.error, 200)
-    return f"  {row.step_name:<24} {status:<10} {detail}".rstrip()
 
 
 def params_text(params: Mapping[str, Any]) -> str:

@@ -12,11 +12,16 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any, Mapping
+
+from .param_reads import TrackedParams
+
+_step_log = logging.getLogger("spine_dagster.step")
 
 
 def _now() -> datetime:
@@ -33,7 +38,10 @@ class WorkflowContext:
 
     ``params``, ``outputs``, ``quality_metrics`` and ``metadata`` are read-only mappings. ``attempt``
     tells a step how many times it has been tried within this spine run (1 on the first try),
-    across resumes and retries; it is not part of the checkpoint.
+    across resumes and retries. ``log`` (``info``, ``warning``, ``error``, ``debug``) writes to the
+    Dagster run log of the op that runs the step, and to Python logging (``spine_dagster.step``)
+    when no Dagster run is active: step code never imports Dagster. Neither is part of the
+    checkpoint.
     """
 
     run_id: str = field(default_factory=lambda: str(uuid.uuid4()))
@@ -45,11 +53,12 @@ class WorkflowContext:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     quality_metrics: Mapping[str, Any] = field(default_factory=dict)
     attempt: int = 1
+    log: Any = field(default=_step_log, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         for name in ("params", "outputs", "metadata", "quality_metrics"):
             value = getattr(self, name)
-            if not isinstance(value, MappingProxyType):
+            if not isinstance(value, (MappingProxyType, TrackedParams)):
                 object.__setattr__(self, name, _frozen(value))
         if self.partition is None:
             object.__setattr__(self, "partition", {})

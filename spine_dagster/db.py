@@ -1,62 +1,52 @@
-"""Engines and schema management: the only place where SQLite and PostgreSQL differ in set-up.
+"""Engines, transactions and schema management: the only place where SQLite and PostgreSQL differ.
 
-* One engine per URL per process. SQLite runs in WAL mode with a busy timeout; PostgreSQL uses
-  ``pool_pre_ping`` so that long-lived processes (the webserver, the daemon) survive restarts.
-* JSON is written with :func:`spine_dagster.serialization.dumps` and read back with ``loads``.
+* One pooled engine per database per process. SQLite runs in WAL mode with a busy timeout.
+  PostgreSQL keeps a small pool (one connection, four more under load) and checks a pooled
+  connection before reuse only when it sat idle long enough to have gone stale, so a busy process
+  pays no ping round trip per write.
+* :func:`transaction` retries a transaction that failed because the connection dropped or the
+  server could not be reached, with a short backoff, then reports the outage as
+  ``DatabaseUnavailableError``. A read-only database and a full disk are reported as such.
 * The schema is created on first use of an empty database. A database whose schema is older than
   this code raises ``SchemaOutOfDateError`` naming ``spine-dagster db upgrade``.
+
+URLs (defaults, validation, no password at rest) are :mod:`spine_dagster.dburl`'s.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
+import time
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from . import migrations
+from .dburl import (  # noqa: F401 - re-exported: the URL helpers used to live here
+    ENV_DATABASE_URL,
+    ENV_HOME,
+    default_database_url,
+    hide_password,
+    mask_url,
+    resolve_url,
+    spine_home,
+)
 from .errors import DatabaseUnavailableError, SchemaOutOfDateError
 from .schema import SCHEMA_VERSION, schema_version
 from .serialization import RawJSON, dumps, loads
 
-ENV_DATABASE_URL = "SPINE_DAGSTER_DATABASE_URL"
-ENV_HOME = "SPINE_DAGSTER_HOME"
+T = TypeVar("T")
+RETRY_DELAYS = (0.2, 0.5, 1.0)
+"""Seconds to wait before each retry of a transaction that lost its connection."""
+STALE_AFTER_SECONDS = 30.0
+"""A pooled PostgreSQL connection idle longer than this is pinged before reuse."""
 
-_engines: dict[str, sa.Engine] = {}
+_engines: dict[str, sa.Engine] = {}  # one per database
 _schema_checked: set[str] = set()
 _lock = threading.Lock()
-
-
-def spine_home() -> Path:
-    """Where spine_dagster keeps its embedded state: ``$SPINE_DAGSTER_HOME`` or ``~/.spine_dagster``."""
-    return Path(os.environ.get(ENV_HOME) or Path.home() / ".spine_dagster").expanduser()
-
-
-def default_database_url() -> str:
-    """``$SPINE_DAGSTER_DATABASE_URL``, else SQLite at ``<spine home>/checkpoints.db``."""
-    url = os.environ.get(ENV_DATABASE_URL)
-    if url:
-        return url
-    return f"sqlite:///{spine_home() / 'checkpoints.db'}"
-
-
-def resolve_url(url: str | None) -> str:
-    url = url or default_database_url()
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
-        # SQLAlchemy 2.1 maps plain postgresql:// to psycopg 3; we ship psycopg2.
-        url = "postgresql+psycopg2://" + url.split("://", 1)[1]
-    return url
-
-
-def mask_url(url: str) -> str:
-    try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - a malformed URL still must not leak a password
-        return "<unparseable database URL>"
 
 
 def _json_serializer(value: Any) -> str:
@@ -76,13 +66,8 @@ def get_engine(url: str) -> sa.Engine:
 
 
 def _create_engine(url: str) -> sa.Engine:
-    try:
-        parsed = sa.make_url(url)
-    except Exception as exc:  # noqa: BLE001
-        raise DatabaseUnavailableError(
-            f"{mask_url(url)} is not a valid database URL ({type(exc).__name__}). Use "
-            f"sqlite:///path/to/checkpoints.db or postgresql+psycopg2://user@host:5432/db."
-        ) from None
+    url = resolve_url(url)
+    parsed = sa.make_url(url)
     kwargs: dict[str, Any] = dict(json_serializer=_json_serializer, json_deserializer=loads)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -99,37 +84,105 @@ def _create_engine(url: str) -> sa.Engine:
             cur.close()
 
         return engine
-    if parsed.get_backend_name() == "postgresql":
-        kwargs.update(pool_pre_ping=True, pool_size=2, max_overflow=8,
-                      connect_args={"connect_timeout": 10})
-        return sa.create_engine(url, **kwargs)
-    raise DatabaseUnavailableError(
-        f"{mask_url(url)}: unsupported database. Use sqlite:///... or postgresql+psycopg2://..."
-    )
+    kwargs.update(pool_size=1, max_overflow=4, pool_recycle=3600,
+                  connect_args={"connect_timeout": 10})
+    engine = sa.create_engine(url, **kwargs)
+    _ping_when_stale(engine)
+    return engine
 
 
-def _unavailable(url: str, exc: BaseException) -> DatabaseUnavailableError:
-    reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
-    password = sa.make_url(url).password
-    if password:
-        reason = reason.replace(str(password), "***")
+def _ping_when_stale(engine: sa.Engine) -> None:
+    """Pessimistic disconnect handling, but only for connections idle for a while."""
+
+    @sa.event.listens_for(engine, "checkin")
+    def _checked_in(dbapi_conn, record):  # pragma: no cover - exercised by every postgres test
+        record.info["idle_since"] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_conn, record, proxy):  # pragma: no cover
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < STALE_AFTER_SECONDS:
+            return
+        try:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("SELECT 1")
+            cursor.close()
+        except Exception as exc:  # noqa: BLE001 - the pool replaces the connection and retries
+            raise sa.exc.DisconnectionError(str(exc)) from exc
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", exc) or "").strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def unavailable(url: str, exc: BaseException, *, doing: str = "") -> DatabaseUnavailableError:
+    """The ``DatabaseUnavailableError`` for a failed connection or statement, password masked."""
+    reason = hide_password(_reason(exc), url)
+    where = mask_url(url)
+    lowered = reason.lower()
+    if "readonly" in lowered or "read-only" in lowered or "read only" in lowered:
+        return DatabaseUnavailableError(
+            f"the checkpoint database at {where} is read-only ({reason}). Give this process "
+            f"write access to the database file and its directory (SQLite writes a -wal file "
+            f"next to it), or point database_url at a writable database.")
+    if "disk is full" in lowered or "no space left" in lowered or "disk full" in lowered:
+        return DatabaseUnavailableError(
+            f"the disk of the checkpoint database at {where} is full ({reason}). Free space "
+            f"there (or run spine-dagster cleanup), then resume the run.")
+    doing = f" while {doing}" if doing else ""
     return DatabaseUnavailableError(
-        f"cannot reach the checkpoint database at {mask_url(url)}: {reason}. Check that the "
+        f"cannot reach the checkpoint database at {where}{doing}: {reason}. Check that the "
         f"database server is running and the URL is right (pass database_url= or set "
-        f"{ENV_DATABASE_URL})."
-    )
+        f"{ENV_DATABASE_URL}).")
+
+
+def _transient(exc: BaseException) -> bool:
+    """A lost or refused connection (worth a retry), not a full disk or a read-only file."""
+    if not isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError,
+                            sa.exc.DisconnectionError)):
+        return False
+    if getattr(exc, "connection_invalidated", False):
+        return True
+    lowered = _reason(exc).lower()
+    if any(word in lowered for word in ("readonly", "read-only", "disk", "locked", "no space")):
+        return False
+    return any(word in lowered for word in (
+        "connection", "connect", "server closed", "terminating", "shutting down",
+        "starting up", "could not", "timeout", "timed out", "broken pipe", "reset by peer",
+        "unable to open"))
 
 
 @contextlib.contextmanager
 def begin(url: str) -> Iterator[sa.Connection]:
-    """A transaction on ``url``; a failure to connect becomes ``DatabaseUnavailableError``."""
+    """One transaction on ``url``; database failures become ``DatabaseUnavailableError``."""
     engine = get_engine(url)
     try:
         conn = engine.connect()
+    except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError) as exc:
+        raise unavailable(url, exc) from exc
+    try:
+        with conn, conn.begin():
+            yield conn
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-        raise _unavailable(url, exc) from None
-    with conn, conn.begin():
-        yield conn
+        raise unavailable(url, exc) from exc
+
+
+def transaction(url: str, work: Callable[[sa.Connection], T], *,
+                delays: Sequence[float] = RETRY_DELAYS) -> T:
+    """Run ``work(conn)`` in one transaction; retry it after a lost connection (``delays``).
+
+    ``work`` must be safe to run again (our writes are upserts or idempotent updates).
+    """
+    for attempt in range(len(delays) + 1):
+        try:
+            with begin(url) as conn:
+                return work(conn)
+        except DatabaseUnavailableError as exc:
+            if attempt == len(delays) or not _transient(exc.__cause__):
+                raise
+            time.sleep(delays[attempt])
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def upsert(dialect: str, table: sa.Table, values: dict[str, Any], keys: Sequence[str],

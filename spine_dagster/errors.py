@@ -1,17 +1,55 @@
-"""One error hierarchy. Every message says what went wrong and what to do next."""
+"""One error hierarchy. Every message says what went wrong and what to do next.
+
+Errors whose fix differs between Python and the command line carry both: ``str(error)`` gives
+the Python advice (``start_from=...``), and ``error.cli_message`` the command-line one
+(``--start-from ...``), which ``spine-dagster`` prints.
+
+Example:
+    >>> error = UnknownStepError("no step 'x'.", hint="Pass start_from=STEP.",
+    ...                          cli_hint="Pass --start-from STEP.")
+    >>> str(error), error.cli_message
+    ("no step 'x'. Pass start_from=STEP.", "no step 'x'. Pass --start-from STEP.")
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class SpineDagsterError(Exception):
-    """Base class of every error that spine_dagster raises on purpose."""
+    """Base class of every error that spine_dagster raises on purpose.
+
+    Args:
+        message: what went wrong (and the fix, when it is the same everywhere).
+        hint: the fix, in Python terms; appended to ``message``.
+        cli_hint: the fix, in ``spine-dagster`` terms (default: ``hint``).
+    """
+
+    def __init__(self, message: str = "", *args: Any, hint: str | None = None,
+                 cli_hint: str | None = None) -> None:
+        self.problem = str(message)
+        self.hint = hint
+        self.cli_hint = cli_hint if cli_hint is not None else hint
+        super().__init__(self._join(hint), *args)
+
+    def _join(self, hint: str | None) -> str:
+        return f"{self.problem} {hint}".strip() if hint else self.problem
+
+    @property
+    def cli_message(self) -> str:
+        """The message with the command-line advice."""
+        return self._join(self.cli_hint)
+
+    def __str__(self) -> str:  # KeyError subclasses would repr() the message
+        return str(self.args[0]) if self.args else ""
 
 
 class UnknownRunError(SpineDagsterError, KeyError):
     """No spine run (and no Dagster run of one) has the given id."""
 
-    def __str__(self) -> str:  # KeyError would repr() the message
-        return str(self.args[0]) if self.args else ""
+
+class InvalidRunIdError(UnknownRunError, ValueError):
+    """A run id that cannot name any run (not a string, empty, too long, a NUL byte...)."""
 
 
 class NothingToResumeError(SpineDagsterError):
@@ -27,7 +65,18 @@ class WorkflowMismatchError(SpineDagsterError):
 
 
 class WorkflowChangedError(WorkflowMismatchError):
-    """The workflow's steps up to the resume point changed since the run's checkpoints were written."""
+    """The steps a resume would build on changed since the run's checkpoints were written."""
+
+
+class StaleStepsError(SpineDagsterError):
+    """A resume with ``on_stale="error"`` would reuse steps that read a changed param.
+
+    ``plan`` is the :class:`~spine_dagster.resume.ResumePlan` that was refused.
+    """
+
+    def __init__(self, message: str = "", *args: Any, plan: Any = None, **hints: Any) -> None:
+        super().__init__(message, *args, **hints)
+        self.plan = plan
 
 
 class UnknownStepError(SpineDagsterError, ValueError):
@@ -35,7 +84,12 @@ class UnknownStepError(SpineDagsterError, ValueError):
 
 
 class CheckpointNotFoundError(SpineDagsterError, LookupError):
-    """There is no checkpoint for that step of that run."""
+    """There is no (usable) checkpoint for that step of that run."""
+
+
+class CheckpointCorruptError(SpineDagsterError, ValueError):
+    """A stored checkpoint (or run record) is not what spine_dagster wrote: edited, truncated or
+    tampered with. The message names the run, the step and what is wrong. Nothing was run."""
 
 
 class UnknownPipelineError(SpineDagsterError, LookupError):
@@ -47,7 +101,11 @@ class WorkflowNotFoundError(SpineDagsterError):
 
 
 class DatabaseUnavailableError(SpineDagsterError):
-    """The checkpoint database cannot be reached."""
+    """The checkpoint database cannot be reached, or cannot be written (read-only, disk full)."""
+
+
+class InvalidDatabaseUrlError(DatabaseUnavailableError, ValueError):
+    """The checkpoint database URL is malformed or names an unsupported database."""
 
 
 class SchemaOutOfDateError(SpineDagsterError):
@@ -55,7 +113,11 @@ class SchemaOutOfDateError(SpineDagsterError):
 
 
 class CheckpointSerializationError(SpineDagsterError, TypeError):
-    """A step's output or context updates cannot be stored as JSON."""
+    """A value cannot be stored as JSON (or is nested deeper than the limit)."""
+
+
+class InvalidParamsError(CheckpointSerializationError, ValueError):
+    """Params, a params override or a run config override are not of the expected shape."""
 
 
 class CheckpointWriteError(SpineDagsterError):
@@ -64,6 +126,10 @@ class CheckpointWriteError(SpineDagsterError):
 
 class CheckpointTooLargeError(SpineDagsterError, ValueError):
     """A checkpoint is larger than the configured limit."""
+
+
+class InvalidSettingError(SpineDagsterError, ValueError):
+    """A setting of the runner, the IO manager or a job is out of range."""
 
 
 class InvalidWorkflowError(SpineDagsterError, ValueError):
@@ -88,6 +154,6 @@ class WebserverQueryError(SpineDagsterError):
     ``typename`` is the GraphQL error type (for example ``PythonError``).
     """
 
-    def __init__(self, message: str, typename: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str = "", typename: str | None = None, **hints: Any) -> None:
+        super().__init__(message, **hints)
         self.typename = typename

@@ -6,8 +6,9 @@ stays ``STARTED`` and the spine run ``running``, so a resume would wait forever.
 monitoring only watches runs launched through a run launcher (the webserver, the daemon).
 
 So the runner tags each Dagster run it executes with the identity of its process
-(``spine/launcher``: host name, boot id, pid and process start time). A run is *orphaned* when all
-of these hold:
+(``spine/launcher``: ``pid@host:start:boot``, the pid, the host name, the process start time and
+the first 8 characters of the boot id; short, so that the UI's runs list still shows
+``spine/run_id``). A run is *orphaned* when all of these hold:
 
 * the Dagster run is still in progress and was not launched through a deployment (it has no
   remote job origin; those are Dagster's run monitoring's to judge);
@@ -61,21 +62,30 @@ def launcher_tag() -> str:
     """The identity of this process, as the value of the ``spine/launcher`` run tag."""
     pid = os.getpid()
     stat = _proc_stat(pid)
-    return json.dumps({"host": socket.gethostname(), "boot": _boot_id(), "pid": pid,
-                       "start": stat[1] if stat else None}, separators=(",", ":"))
+    boot = (_boot_id() or "")[:8]
+    return f"{pid}@{socket.gethostname()}:{stat[1] if stat else ''}:{boot}"
 
 
 def parse_tag(value: str | None) -> dict[str, Any] | None:
     """The identity in a ``spine/launcher`` tag; None when absent or unreadable."""
     if not value:
         return None
-    try:
-        identity = json.loads(value)
-    except ValueError:
+    if value.startswith("{"):  # the older JSON form
+        try:
+            identity = json.loads(value)
+        except ValueError:
+            return None
+        if not isinstance(identity, dict) or not isinstance(identity.get("pid"), int):
+            return None
+        if identity.get("boot"):
+            identity["boot"] = str(identity["boot"])[:8]
+        return identity
+    pid, sep, rest = value.partition("@")
+    host, _, rest = rest.rpartition(":") if rest.count(":") >= 2 else ("", "", "")
+    host, _, start = host.rpartition(":") if host else ("", "", "")
+    if not sep or not pid.isdigit() or not host:
         return None
-    if not isinstance(identity, dict) or not isinstance(identity.get("pid"), int):
-        return None
-    return identity
+    return {"pid": int(pid), "host": host, "start": start or None, "boot": rest or None}
 
 
 def process_is_gone(tag: str | None) -> bool:
@@ -85,7 +95,7 @@ def process_is_gone(tag: str | None) -> bool:
         return False
     if identity.get("host") != socket.gethostname():
         return False
-    boot = _boot_id()
+    boot = (_boot_id() or "")[:8]
     if boot and identity.get("boot") and identity["boot"] != boot:
         return True  # the machine rebooted since: every process of the old boot is gone
     pid = identity["pid"]

@@ -6,7 +6,18 @@ A *workflow reference* is a string recorded with every spine run:
 * ``file:/abs/path.py:attr`` a workflow at module level in a script run as ``python script.py``;
 * ``local:name:token``     a workflow built inside a function: usable only in this process.
 
-Pure Python, no Dagster import.
+A ``local:`` reference is held weakly: the workflow (with its closures) goes when the caller
+drops it, so long-lived processes (notebooks, code servers) do not keep every workflow they ever
+built. Pure Python, no Dagster import.
+
+Example:
+    >>> from spine_dagster import Step, StepResult, Workflow
+    >>> def build():
+    ...     return Workflow("docs.local", [Step.lambda_("a", lambda ctx, cfg: StepResult.ok())])
+    >>> wf = build()
+    >>> ref = workflow_ref(wf)
+    >>> ref.startswith("local:docs.local:"), load_workflow(ref) is wf, is_importable(ref)
+    (True, True, False)
 """
 
 from __future__ import annotations
@@ -16,12 +27,14 @@ import importlib.util
 import os
 import sys
 import uuid
+import weakref
 from types import ModuleType
 
 from .errors import WorkflowNotFoundError
 from .model import Workflow
 
-_LOCAL: dict[str, Workflow] = {}
+_LOCAL: weakref.WeakValueDictionary[str, Workflow] = weakref.WeakValueDictionary()
+_LOCAL_ATTR = "_spine_local_ref"
 _FILE_MODULES: dict[str, ModuleType] = {}  # script path -> the module we loaded it as
 _FILE_MODULES_NAMES: set[str] = set()
 
@@ -50,11 +63,11 @@ def workflow_ref(workflow: Workflow) -> str:
 
 
 def local_ref(workflow: Workflow) -> str:
-    for token, known in _LOCAL.items():
-        if known is workflow:
-            return token
-    token = f"local:{workflow.name}:{uuid.uuid4().hex[:12]}"
-    _LOCAL[token] = workflow
+    token = workflow.__dict__.get(_LOCAL_ATTR)
+    if token is None or _LOCAL.get(token) is not workflow:
+        token = f"local:{workflow.name}:{uuid.uuid4().hex[:12]}"
+        workflow.__dict__[_LOCAL_ATTR] = token
+        _LOCAL[token] = workflow
     return token
 
 

@@ -24,6 +24,9 @@ History (``SCHEMA_VERSION``):
     2. ``core_workflow_runs.workflow_signature`` (the steps a run was started with); checkpoint
        snapshots hold the context at top level (``params``, ``outputs``, ...) instead of under
        ``context``: step 2 rewrites the checkpoints written in the nested form.
+    3. ``core_workflow_checkpoints.state``, ``superseded_at`` and ``item_index`` (superseded
+       checkpoints, map items); a unique index on the lineage ``(run_id, seq)``: step 3
+       renumbers the lineage of runs that two concurrent re-executions gave the same position.
 
 Example:
     >>> import sqlalchemy as sa, tempfile
@@ -50,7 +53,7 @@ BATCH_ROWS = 500
 def _flatten_nested_snapshots(conn: sa.Connection) -> None:
     """Version 2: ``{"context": {...}, "metadata": {...}}`` becomes the top-level form."""
     from .schema import checkpoints
-    from .store import CONTEXT_KEYS
+    from .snapshot import CONTEXT_KEYS
 
     last = 0
     while True:
@@ -72,8 +75,30 @@ def _flatten_nested_snapshots(conn: sa.Connection) -> None:
         last = rows[-1][0]
 
 
-# version -> work beyond the additive diff, run after it (on the same connection).
-STEPS: dict[int, Callable[[sa.Connection], None]] = {2: _flatten_nested_snapshots}
+def _renumber_lineage(conn: sa.Connection) -> None:
+    """Version 3: give each Dagster run of a spine run its own position, oldest first."""
+    from .schema import dagster_runs
+
+    duplicated = conn.execute(
+        sa.select(dagster_runs.c.run_id).group_by(dagster_runs.c.run_id, dagster_runs.c.seq)
+        .having(sa.func.count() > 1)).scalars().all()
+    for run_id in sorted(set(duplicated)):
+        rows = conn.execute(sa.select(dagster_runs.c.dagster_run_id)
+                            .where(dagster_runs.c.run_id == run_id)
+                            .order_by(dagster_runs.c.seq, dagster_runs.c.created_at,
+                                      dagster_runs.c.dagster_run_id)).scalars().all()
+        for position, dagster_run_id in enumerate(rows, 1):
+            conn.execute(sa.update(dagster_runs)
+                         .where(dagster_runs.c.dagster_run_id == dagster_run_id)
+                         .values(seq=-position))  # negative first: no clash with the old values
+        conn.execute(sa.update(dagster_runs).where(dagster_runs.c.run_id == run_id)
+                     .values(seq=-dagster_runs.c.seq))
+
+
+# version -> work beyond the additive diff, run after the new columns and before the new
+# indexes (on the same connection).
+STEPS: dict[int, Callable[[sa.Connection], None]] = {2: _flatten_nested_snapshots,
+                                                     3: _renumber_lineage}
 
 
 def missing(conn: sa.Connection) -> list[str]:
@@ -98,24 +123,27 @@ def migrate(conn: sa.Connection, before: int | None, target: int | None = None) 
     inspector = sa.inspect(conn)
     tables = set(inspector.get_table_names())
     changes: list[str] = []
+    existing = []
     for table in metadata.sorted_tables:
         if table.name not in tables:
             table.create(conn)
             changes.append(f"created table {table.name}")
             continue
+        existing.append(table)
         have = {c["name"] for c in inspector.get_columns(table.name)}
         for column in table.columns:
             if column.name not in have:
                 _add_column(conn, table, column)
                 changes.append(f"added column {table.name}.{column.name}")
-        indexes = {i["name"] for i in inspector.get_indexes(table.name)}
+    for version in sorted(v for v in STEPS if (before or 0) < v <= target):
+        STEPS[version](conn)
+        changes.append(f"ran migration step {version}")
+    for table in existing:
+        indexes = {i["name"] for i in sa.inspect(conn).get_indexes(table.name)}
         for index in table.indexes:
             if index.name not in indexes:
                 index.create(conn)
                 changes.append(f"created index {index.name}")
-    for version in sorted(v for v in STEPS if (before or 0) < v <= target):
-        STEPS[version](conn)
-        changes.append(f"ran migration step {version}")
     return changes
 
 

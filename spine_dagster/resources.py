@@ -1,7 +1,7 @@
 """``SpineRunConfig``: the run-level config of a spine job, as the Launchpad shows it.
 
-Every spine job has a resource ``spine`` of this type. Its config is the run's workflow params and
-partition; the other fields are set by ``resume`` and ``execute(start_from=...)``::
+Every spine job has a resource ``spine`` of this type. What a user sets is the run's workflow
+params and partition::
 
     resources:
       spine:
@@ -11,6 +11,14 @@ partition; the other fields are set by ``resume`` and ``execute(start_from=...)`
     ops:
       step3:                                   # the step's op name (see build_job)
         config: {timeout: 120}                 # optional per-step config, merged over the step's
+
+Resumes and ``execute(start_from=...)`` also pass settings of their own here (``start_from``,
+``start_checkpoint``, ``start_context``, ``params_override``). They are accepted (the config is
+permissive) but are not fields of the schema, so the Launchpad never pre-fills them.
+
+Example:
+    >>> run_config_resource({"timeout": 30}).params
+    {'timeout': 30}
 """
 
 from __future__ import annotations
@@ -19,45 +27,40 @@ import json
 from typing import Any, Mapping, Optional
 
 from dagster import ConfigurableResource
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from .serialization import decode, dumps
+
+RESOURCE_KEY = "spine"
+IO_MANAGER_KEY = "spine_io"
+INTERNAL_KEYS = ("start_from", "start_checkpoint", "start_context", "params_override")
+"""Run-config keys that spine_dagster sets itself (resume, start_from); never pre-filled."""
 
 
 class SpineRunConfig(ConfigurableResource):
     """Run-level config of a spine job (resource key ``spine``)."""
 
+    model_config = ConfigDict(extra="allow")
+
     params: dict[str, Optional[Any]] = Field(
-        default={}, description="Workflow params, merged over the workflow's defaults.")
+        default={}, description="Workflow params (ctx.params), merged over the workflow's "
+        "defaults.")
     partition: Any = Field(
         default=None, description="Spine partition (ctx.partition): a dict such as "
         "{date: 2026-01-10}, or a string. Defaults to the run's Dagster partition key, if the job "
         "is partitioned (a dict of dimension keys for multi-partitions).")
-    params_override: dict[str, Optional[Any]] = Field(
-        default={}, description="Set by resume: params merged over the checkpointed params of "
-        "the first step this re-execution runs.")
-    start_from: Optional[str] = Field(
-        default=None, description="Set by execute(start_from=...): the step this run starts at.")
-    start_checkpoint: Optional[str] = Field(
-        default=None, description="With start_from: the step whose checkpoint is the start "
-        "context.")
-    start_context: Optional[dict[str, Optional[Any]]] = Field(
-        default=None, description="With start_from: an explicit start context "
-        "(WorkflowContext.to_dict()).")
-
-
-RESOURCE_KEY = "spine"
-IO_MANAGER_KEY = "spine_io"
 
 
 def run_config_of(dagster_run: Any) -> dict[str, Any]:
     """The ``spine`` resource config of a Dagster run, as a plain dict.
 
     Run config is plain JSON, so ``WorkflowRunner`` puts dates, decimals... in their tagged form
-    there (see :mod:`spine_dagster.serialization`); they come back as Python values here.
+    there (see :mod:`spine_dagster.serialization`); they come back as Python values here. Run
+    config is stored data too: a tampered value raises ``CheckpointCorruptError``.
     """
     config = (dagster_run.run_config or {}).get("resources", {}).get(RESOURCE_KEY, {})
-    return decode(dict(config.get("config", {}) or {}))
+    return decode(dict(config.get("config", {}) or {}),
+                  where=f"the run config of Dagster run {dagster_run.run_id}")
 
 
 def run_config_resource(defaults: Mapping[str, Any] | None = None) -> SpineRunConfig:
@@ -66,10 +69,6 @@ def run_config_resource(defaults: Mapping[str, Any] | None = None) -> SpineRunCo
     The Launchpad then lists the params a workflow knows, with their default values. Defaults that
     Dagster config cannot hold (e.g. a custom object) leave the default empty; they still apply,
     since a run's params are always merged over the workflow's defaults.
-
-    Example:
-        >>> run_config_resource({"timeout": 30}).params
-        {'timeout': 30}
     """
     try:
         shown = json.loads(dumps(dict(defaults or {}), what="the workflow defaults"))

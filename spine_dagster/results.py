@@ -12,6 +12,8 @@ Example:
 
 from __future__ import annotations
 
+import sys
+import types
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
@@ -86,6 +88,9 @@ class StepResult:
     events: list[dict[str, Any]] = field(default_factory=list)
     next_step: str | None = None
     checkpoint: bool | None = None
+    origin: BaseException | None = field(default=None, repr=False, compare=False)
+    """For a failure returned with ``fail()``: an exception whose traceback is the code that
+    called ``fail()``, shown as the cause of the step's failure in the Dagster UI."""
 
     @classmethod
     def ok(cls, output: dict[str, Any] | None = None, context_updates: dict[str, Any] | None = None,
@@ -100,7 +105,7 @@ class StepResult:
              events: list[dict[str, Any]] | None = None) -> StepResult:
         return cls(False, dict(output or {}), error=str(error),
                    error_category=ErrorCategory(category), quality=quality,
-                   events=list(events or []))
+                   events=list(events or []), origin=_origin(str(error)))
 
     @classmethod
     def skip(cls, reason: str, output: dict[str, Any] | None = None) -> StepResult:
@@ -118,6 +123,23 @@ class StepResult:
         raise TypeError(
             f"step {step_name!r} returned {type(value).__name__}; return a StepResult or a dict"
         )
+
+
+class StepFailed(Exception):
+    """A step returned ``StepResult.fail(...)``; its traceback is where it did so."""
+
+
+def _origin(error: str) -> StepFailed:
+    """``StepFailed(error)`` with a traceback through the frames that called ``fail()``."""
+    tb = None
+    frame = sys._getframe(2)
+    depth = 0
+    while frame is not None and depth < 30:
+        if frame.f_globals.get("__name__", "").startswith(("spine_dagster.", "dagster.")):
+            break  # the user's frames end where spine_dagster or Dagster called them
+        tb = types.TracebackType(tb, frame, frame.f_lasti, frame.f_lineno)
+        frame, depth = frame.f_back, depth + 1
+    return StepFailed(error).with_traceback(tb)  # built innermost first: outermost at its head
 
 
 @dataclass
@@ -172,6 +194,9 @@ class WorkflowResult:
     error_category: str | None = None
     dagster_run_id: str | None = None
     dagster_run_ids: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    plan: Any = field(default=None, repr=False)
+    """The :class:`~spine_dagster.resume.ResumePlan` a resume carried out (None otherwise)."""
 
     @property
     def completed_steps(self) -> list[str]:
@@ -210,5 +235,6 @@ class WorkflowResult:
             "error_category": self.error_category,
             "dagster_run_id": self.dagster_run_id,
             "dagster_run_ids": list(self.dagster_run_ids),
+            "warnings": list(self.warnings),
             "step_executions": [s.to_dict() for s in self.step_executions],
         }

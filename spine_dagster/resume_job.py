@@ -50,13 +50,13 @@ from dagster import (
 )
 from pydantic import Field
 
-from .client import ENV_WEBSERVER_URL, SpineDagsterClient
+from .client import SpineDagsterClient
+from .graphql import ENV_WEBSERVER_URL, default_webserver_url
 from .io_manager import SpineCheckpointIOManager
 from .resources import IO_MANAGER_KEY
 
 RESUME_JOB_NAME = "spine_resume"
 WEBSERVER_RESOURCE_KEY = "spine_webserver"
-DEFAULT_WEBSERVER_URL = "http://127.0.0.1:3000"
 RESUMED_RUN_TAG = "spine/resumed_dagster_run"
 
 
@@ -68,8 +68,12 @@ class SpineWebserver(ConfigurableResource):
         "http://dagster-webserver:3000. Default: $SPINE_DAGSTER_WEBSERVER_URL, else "
         "http://127.0.0.1:3000 (dagster dev).")
 
+    api_token: Optional[str] = Field(
+        default=None, description="An API token for a deployment that requires one (sent as "
+        "Dagster-Cloud-Api-Token). Use an EnvVar; default: $SPINE_DAGSTER_API_TOKEN.")
+
     def get_url(self) -> str:
-        return self.url or os.environ.get(ENV_WEBSERVER_URL) or DEFAULT_WEBSERVER_URL
+        return self.url or default_webserver_url()
 
 
 class SpineResumeConfig(Config):
@@ -82,6 +86,14 @@ class SpineResumeConfig(Config):
         "{timeout: 120}. The resumed steps also see __resumed__ = true.")
     wait: bool = Field(default=False, description="Wait for the resumed run, and fail if it "
                        "fails. Default: launch it and finish.")
+    on_stale: str = Field(default="warn", description="When the override changes a param that a "
+                          "reused step read: warn (reuse it anyway), rerun (start at the first "
+                          "such step) or error (refuse).")
+    start_from: Optional[str] = Field(default=None, description="Run again from this step "
+                                      "instead (its checkpoint and the later ones are superseded).")
+    run_config_override: dict[str, Any] = Field(
+        default={}, description="Run config deep-merged over the failed run's: op config, "
+        "resource config, executor config (e.g. a lower max_concurrent).")
 
 
 @op(name=f"{RESUME_JOB_NAME}_launch", out=Out(Nothing),
@@ -91,8 +103,16 @@ class SpineResumeConfig(Config):
 def spine_resume_op(context: OpExecutionContext, config: SpineResumeConfig) -> None:
     database_url = getattr(context.resources, IO_MANAGER_KEY).database_url
     url = getattr(context.resources, WEBSERVER_RESOURCE_KEY).get_url()
-    client = SpineDagsterClient(url, database_url=database_url)
-    new_run = client.resume(config.run_id, params_override=config.params_override)
+    webserver = getattr(context.resources, WEBSERVER_RESOURCE_KEY)
+    client = SpineDagsterClient(url, database_url=database_url, api_token=webserver.api_token)
+    plan = client.plan_resume(config.run_id, params_override=config.params_override,
+                              start_from=config.start_from, on_stale=config.on_stale)
+    context.log.info(f"resume plan:\n{plan}")
+    for warning in plan.warnings:
+        context.log.warning(warning)
+    new_run = client.resume(config.run_id, params_override=config.params_override,
+                            start_from=config.start_from, on_stale=config.on_stale,
+                            run_config_override=config.run_config_override or None)
     context.instance.add_run_tags(context.run_id, {RESUMED_RUN_TAG: new_run})
     context.log.info(f"resumed spine run {config.run_id!r} as Dagster run {new_run} "
                      f"({client.base_url}/runs/{new_run})")

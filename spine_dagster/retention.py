@@ -43,7 +43,8 @@ from dagster import (
 from pydantic import Field
 
 from .errors import InvalidRetentionError
-from .io_manager import store_for
+from .dburl import reference
+from .store import CheckpointStore
 
 DEFAULT_RETENTION_DAYS = 7
 DEFAULT_BATCH_SIZE = 1000
@@ -82,7 +83,7 @@ def cleanup_checkpoints(database_url: str | None, retention_days: float, *,
         0
     """
     cutoff = cutoff_for(retention_days, now)
-    return store_for(database_url).cleanup(cutoff, batch_size=_check_batch_size(batch_size),
+    return CheckpointStore.for_url(database_url).cleanup(cutoff, batch_size=_check_batch_size(batch_size),
                                            dry_run=dry_run)
 
 
@@ -136,7 +137,8 @@ def cleanup_job(database_url: str | None = None,
         'spine_checkpoint_cleanup'
     """
     cutoff_for(retention_days)
-    resource = CheckpointRetention(database_url=database_url, retention_days=retention_days,
+    resource = CheckpointRetention(database_url=reference(database_url),
+                                   retention_days=retention_days,
                                    batch_size=_check_batch_size(batch_size))
 
     @job(name=name, resource_defs={RESOURCE_KEY: resource}, tags={"spine/kind": "retention"},

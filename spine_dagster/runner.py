@@ -1,8 +1,13 @@
 """``WorkflowRunner``: the Spine runner API, on Dagster.
 
-``execute`` launches a Dagster run of the compiled job. ``resume`` is a Dagster *re-execution* of the
-spine run's last Dagster run: it shows up in the UI's run lineage, and the steps that have a
-checkpoint do not run again.
+``execute`` launches a Dagster run of the compiled job. ``resume`` plans with the resume rules
+(:mod:`spine_dagster.resume`), then carries the plan out as a Dagster *re-execution* of the spine
+run's last Dagster run: it shows up in the UI's run lineage, and the steps that have a usable
+checkpoint do not run again. When a code location of the workspace (``workspace=``) serves the
+workflow, the runs carry its origin, so the UI can re-execute them too.
+
+A script sees one line per step (name, status, duration) and the outcome; ``log_level=`` brings
+Dagster's own console log back (and ``progress=True`` keeps the step lines with it).
 
 Example:
     >>> import tempfile
@@ -11,7 +16,7 @@ Example:
     >>> wf = Workflow("docs.runner", [Step.lambda_("one", lambda ctx, cfg: {"x": 1})])
     >>> db_url = f"sqlite:///{tempfile.mkdtemp()}/checkpoints.db"
     >>> with instance_for_test() as instance:
-    ...     runner = WorkflowRunner(database_url=db_url, instance=instance, log_level="ERROR")
+    ...     runner = WorkflowRunner(database_url=db_url, instance=instance, progress=False)
     ...     result = runner.execute(wf, params={"key": "value"})
     ...     checkpoints = runner.list_checkpoints(result.run_id)
     >>> (result.status.value, result.completed_steps, [c.step_name for c in checkpoints])
@@ -22,55 +27,74 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 import uuid
 from datetime import datetime
 from typing import Any, Callable, Mapping
 
-from dagster import DagsterInstance, DagsterRunStatus, ReexecutionOptions, execute_job
+from dagster import (
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRunStatus,
+    ReexecutionOptions,
+    execute_job,
+)
 
-from . import db
-from .compiler import RESUMED, WORKFLOW_TAG, reconstructable_job, step_keys, validate
+from . import dburl
+from .code_origin import attach_origin, find_serving_job, workspace_file
+from .compiler import EXECUTORS, node_name, op_groups, reconstructable_job, step_keys, validate
 from .context import WorkflowContext
 from .errors import (
     CheckpointNotFoundError,
-    CheckpointWriteError,
+    InvalidParamsError,
     InvalidRetentionError,
-    InvalidWorkflowError,
-    NothingToResumeError,
-    RunInProgressError,
+    InvalidSettingError,
     UnknownRunError,
     UnknownStepError,
-    WorkflowChangedError,
     WorkflowMismatchError,
     WorkflowNotFoundError,
 )
-from .io_manager import RUN_ID_TAG, STRATEGIES, flush_checkpoints, store_for
+from .io_manager import STRATEGIES, check_settings
 from .liveness import LAUNCHER_TAG, launcher_tag, orphaned_reason
 from .locate import is_importable, load_workflow, workflow_ref
 from .model import Workflow
+from .outcome import dagster_failure, result_from_store, unreachable_category
+from .progress import StepProgress, outcome_line
+from .records import RESUMED, Checkpoint, RunRecord
 from .resources import RESOURCE_KEY
+from .results import WorkflowResult, WorkflowStatus
+from .resume import (
+    ResumeLease,
+    ResumePlan,
+    check_params_override,
+    deep_merge,
+    guard_not_running,
+    nodes_from,
+    plan_resume,
+    resume_run_config,
+    resume_tags,
+)
 from .retention import DEFAULT_BATCH_SIZE, cutoff_for
 from .retention import cleanup_checkpoints as _cleanup_checkpoints
-from .results import StepExecution, WorkflowResult, WorkflowStatus
-from .serialization import check_json, dumps
-from .store import Checkpoint, CheckpointStore, RunRecord, utcnow
+from .serialization import check_json, to_json_value
+from .snapshot import utcnow
+from .store import CheckpointStore
 
-LEASE_SECONDS = 60.0
 AUTO_CLEANUP_INTERVAL_SECONDS = 3600.0
-_last_auto_cleanup: dict[str, float] = {}
+_last_auto_cleanup: dict[str, float] = {}  # one entry per database
 _log = logging.getLogger("spine_dagster")
 _IN_PROGRESS = {DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
                 DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING}
-_KEEP_DAGSTER_TAGS = ("dagster/partition",)
+WORKFLOW_TAG = "spine/workflow"
+RUN_ID_TAG = "spine/run_id"
+__all__ = ["WorkflowRunner", "default_instance", "deep_merge"]
 
 
 def default_instance() -> DagsterInstance:
     """``$DAGSTER_HOME`` when set, else a persistent instance in ``<spine home>/dagster_home``."""
     if os.environ.get("DAGSTER_HOME"):
         return DagsterInstance.get()
-    home = db.spine_home() / "dagster_home"
+    home = dburl.spine_home() / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
@@ -78,96 +102,14 @@ def default_instance() -> DagsterInstance:
     return DagsterInstance.from_config(str(home))
 
 
-def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """``override`` merged into a copy of ``base``; nested dicts merge, everything else replaces."""
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def _spine_config(**values: Any) -> dict[str, Any]:
-    return {"resources": {RESOURCE_KEY: {"config": values}}}
-
-
-def _json_safe(value: Any, what: str) -> Any:
-    """Run config must be plain JSON: tagged values (dates...) go in their stored form."""
-    import json
-
-    return json.loads(dumps(value, what=what))
-
-
-def resume_overrides(params_override: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The run config a resume merges over the parent's: the params and ``params_override``."""
-    check_json(dict(params_override or {}), "params_override")
-    override = _json_safe(dict(params_override or {}), "params_override")
-    return _spine_config(params=override, params_override=override)
-
-
-def reexecution_run_config(parent_config: Mapping[str, Any],
-                           overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """The parent run's config without its one-shot start settings, ``overrides`` merged in.
-
-    A Dagster re-execution does not merge configs: it needs the whole config.
-    """
-    base = dict(parent_config or {})
-    spine = dict(base.get("resources", {}).get(RESOURCE_KEY, {}).get("config", {}))
-    for key in ("start_from", "start_checkpoint", "start_context", "params_override"):
-        spine.pop(key, None)
-    base = deep_merge(base, {"resources": {RESOURCE_KEY: {"config": {}}}})
-    base["resources"][RESOURCE_KEY]["config"] = spine
-    return deep_merge(base, overrides)
-
-
-def reexecution_tags(parent_tags: Mapping[str, str], *, parent_run_id: str, root_run_id: str,
-                     spine_run_id: str, workflow_name: str) -> dict[str, str]:
-    """The parent's own tags (not its launcher), the spine run id, and the run-group tags."""
-    tags = {k: v for k, v in parent_tags.items() if k != LAUNCHER_TAG
-            and (not k.startswith("dagster/") or k.startswith(_KEEP_DAGSTER_TAGS))}
-    tags.update({RUN_ID_TAG: spine_run_id, WORKFLOW_TAG: workflow_name,
-                 "dagster/parent_run_id": parent_run_id, "dagster/root_run_id": root_run_id})
-    return tags
-
-
-def resume_index(store: CheckpointStore, run_id: str, step_index: Callable[[str], int]) -> int:
-    """Where a resume starts: the step after the checkpoint written last (0 if there is none).
-
-    ``step_index`` maps a step name to its position in the workflow.
-    """
-    written = store.list_checkpoint_steps(run_id)
-    if not written:
-        return 0
-    _, name = max((created, name) for name, _, created in written)
-    return step_index(name) + 1
-
-
-class _Lease:
-    """Holds a run's resume lease and renews it until released."""
-
-    def __init__(self, store: CheckpointStore, run_id: str) -> None:
-        self.store, self.run_id = store, run_id
-        self.owner = uuid.uuid4().hex
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> _Lease:
-        self._thread = threading.Thread(target=self._renew, daemon=True)
-        self._thread.start()
-        return self
-
-    def _renew(self) -> None:
-        while not self._stop.wait(LEASE_SECONDS / 3):
-            try:
-                self.store.renew_lease(self.run_id, self.owner, LEASE_SECONDS)
-            except Exception:  # noqa: BLE001 - the run itself will report a database outage
-                pass
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self.store.release_lease(self.run_id, self.owner)
+def _params(value: Any, what: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidParamsError(
+            f"{what} must be a mapping of param names to values, got {type(value).__name__}; "
+            f"e.g. {what}={{'timeout': 120}}.")
+    return {k: v for k, v in value.items() if k != RESUMED}
 
 
 class WorkflowRunner:
@@ -181,15 +123,18 @@ class WorkflowRunner:
         checkpoint_strategy: ``every_step`` (default) or ``key_steps``.
         checkpoint_retention_days: keep checkpoints this many days. When set, the runner applies
             the retention policy (see ``cleanup_checkpoints``) after each run it executes or
-            resumes, at most once an hour per database. Deployments that launch runs from the
-            Dagster UI use the daily ``retention.cleanup_schedule`` in ``build_definitions``.
-        delete_checkpoints_on_success: delete a run's checkpoints as soon as it completes
-            successfully (its final context stays in ``get_run``). Set in the job's IO manager, so
-            it also holds for the runner's re-executions.
+            resumes, at most once an hour per database.
+        delete_checkpoints_on_success: delete a run's checkpoints as soon as it completes.
         executor: ``in_process`` (default) or ``multiprocess``.
-        max_checkpoint_bytes: the largest checkpoint allowed.
-        log_level: level of Dagster's console logger for runs this runner launches (e.g.
-            ``"WARNING"``); default: Dagster's (``DEBUG``).
+        max_checkpoint_bytes: the largest checkpoint allowed (a positive number of bytes).
+        log_level: level of Dagster's console log (e.g. ``"INFO"``). Default: Dagster's log is
+            off and the runner prints one line per step and the outcome instead.
+        workspace: a ``workspace.yaml`` (default: ``$SPINE_DAGSTER_WORKSPACE``, else the one in
+            the working directory). When one of its code locations serves the workflow's job with
+            the same checkpoint database, runs carry that origin, and the Dagster UI can
+            re-execute them. ``""`` turns it off.
+        progress: print the step lines (default: when ``log_level`` is not set).
+        fuse: run consecutive steps in one op (default: each workflow's ``fuse``).
     """
 
     def __init__(
@@ -203,14 +148,19 @@ class WorkflowRunner:
         max_checkpoint_bytes: int | None = None,
         log_level: str | None = None,
         delete_checkpoints_on_success: bool = False,
+        workspace: str | os.PathLike | None = None,
+        progress: bool | None = None,
+        fuse: bool | None = None,
     ) -> None:
         if checkpoint_strategy not in STRATEGIES:
-            raise InvalidWorkflowError(
-                f"unknown checkpoint_strategy {checkpoint_strategy!r}; use one of {STRATEGIES}")
+            check_settings(checkpoint_strategy=checkpoint_strategy)
+        check_settings(max_checkpoint_bytes=max_checkpoint_bytes)
+        if executor not in EXECUTORS:
+            raise InvalidSettingError(f"unknown executor {executor!r}; use one of {EXECUTORS}")
         if checkpoint_retention_days is not None:
             cutoff_for(checkpoint_retention_days)  # refuse a bad period now, not after a run
-        self.database_url = db.resolve_url(database_url)
-        self.store: CheckpointStore = store_for(self.database_url)
+        self.store: CheckpointStore = CheckpointStore.for_url(database_url)
+        self.database_url = self.store.url
         self._instance = instance
         self.checkpoint_strategy = checkpoint_strategy
         self.checkpoint_retention_days = checkpoint_retention_days
@@ -218,6 +168,10 @@ class WorkflowRunner:
         self.max_checkpoint_bytes = max_checkpoint_bytes
         self.log_level = log_level
         self.delete_checkpoints_on_success = delete_checkpoints_on_success
+        self.workspace = workspace_file(workspace)
+        self.progress = progress if progress is not None else log_level is None
+        self.fuse = fuse
+        self.emit: Callable[[str], Any] = print
 
     @property
     def instance(self) -> DagsterInstance:
@@ -239,107 +193,123 @@ class WorkflowRunner:
         """Run ``workflow``.
 
         * ``execute(wf, params=...)``: a new spine run with a new run id.
-        * ``execute(wf, run_id=X, start_from=S)``: continue run X at step S, from the newest
-          checkpoint before S (a Dagster re-execution of X).
+        * ``execute(wf, run_id=X, start_from=S)``: run again from step S in run X, from the newest
+          usable checkpoint before S (a Dagster re-execution of X); the checkpoints of S and the
+          steps after it are superseded. ``params`` are applied over the checkpointed params.
         * ``execute(wf, context=ctx, start_from=S)``: run from S with ``ctx`` as the context. When
           ``ctx.run_id`` is an existing run, this continues that run.
         """
         validate(workflow)
-        keys = step_keys(workflow)
-        self.store.check()
-        if start_from is not None and workflow.step_index(start_from) < 0:
-            raise UnknownStepError(
-                f"start_from={start_from!r} names no step of workflow {workflow.name!r}; its steps "
-                f"are {workflow.step_names()}")
-        start_index = workflow.step_index(start_from) if start_from else 0
-        base_params = {k: v for k, v in (params or {}).items() if k != RESUMED}
+        base_params = _params(params, "params")
         check_json(base_params, "params")
         check_json(partition, "partition")
         if context is not None:
+            if not isinstance(context, WorkflowContext):
+                raise InvalidParamsError(
+                    f"context must be a WorkflowContext (e.g. get_checkpoint(...).context), got "
+                    f"{type(context).__name__}.")
             check_json(context.to_dict(), "context")
-
+        if start_from is not None and workflow.step_index(start_from) < 0:
+            raise UnknownStepError(
+                f"start_from={start_from!r} names no step of workflow {workflow.name!r}; its "
+                f"steps are {workflow.step_names()}.", hint="Pass one of them as start_from=.",
+                cli_hint="Pass one of them as --start-from STEP.")
+        self.store.check()
         existing_id = run_id or (context.run_id if context is not None else None)
         record = self.store.get_run(existing_id) if existing_id else None
         if run_id is not None and record is None:
             raise UnknownRunError(self._unknown(run_id))
         if record is not None:
             self._check_workflow(workflow, record)
-            config: dict[str, Any] = {"start_from": workflow.steps[start_index].name}
-            if params:
-                config["params"] = _json_safe(base_params, "params")
-            if context is not None:
-                config["start_context"] = _json_safe(context.to_dict(), "context")
-            elif start_index > 0:
-                config["start_checkpoint"] = self._checkpoint_before(record, workflow, start_index)
-            with self._lease(record, statuses=("completed", "failed", "partial", "running")):
-                return self._reexecute(workflow, record, _spine_config(**config), keys[start_index:])
-
+            record = self._reconcile(record)
+            plan = plan_resume(self.store, record, workflow.signature(),
+                               params_override=base_params or None,
+                               start_from=start_from or workflow.steps[0].name,
+                               start_context=context is not None)
+            return self._carry_out(workflow, record, plan, params_override=base_params,
+                                   start_context=context.to_dict() if context else None,
+                                   resume_retry=False,
+                                   statuses=("completed", "failed", "partial", "running"))
         spine_id = (context.run_id if context is not None else None) or str(uuid.uuid4())
-        config = {"params": base_params}
+        config: dict[str, Any] = {"params": base_params}
         if partition is not None:
             config["partition"] = partition
         selection = None
+        start_index = workflow.step_index(start_from) if start_from else 0
         if context is not None or start_index > 0:
             start = context or WorkflowContext.create(
                 workflow.name, {**workflow.defaults, **base_params}, partition, run_id=spine_id)
             config.update(start_from=workflow.steps[start_index].name,
-                          start_context=_json_safe(start.to_dict(), "context"))
+                          start_context=start.to_dict())
             if context is not None and not params:
-                config["params"] = _json_safe(dict(context.params), "params")
-            selection = [f"{key}*" for key in keys[start_index:start_index + 1]] if start_index else None
-        return self._launch(workflow, spine_id, _json_safe(_spine_config(**config), "params"),
-                            selection)
+                config["params"] = dict(context.params)
+            if start_index:
+                selection = [f"{self._node_of(workflow, start_index)}*"]
+        run_config = {"resources": {RESOURCE_KEY: {"config": to_json_value(config, what="params")}}}
+        tags = {RUN_ID_TAG: spine_id, WORKFLOW_TAG: workflow.name, LAUNCHER_TAG: launcher_tag()}
+        return self._run(workflow, spine_id, run_config, tags, op_selection=selection)
+
+    def plan_resume(self, run_id: str, *, params_override: Mapping[str, Any] | None = None,
+                    start_from: str | None = None, workflow: Workflow | None = None,
+                    on_stale: str = "warn") -> ResumePlan:
+        """What ``resume`` would do, without launching anything (see :mod:`spine_dagster.resume`)."""
+        record = self.get_run(run_id)
+        workflow = workflow or self._workflow_of(record)
+        self._check_workflow(workflow, record)
+        return plan_resume(self.store, record, workflow.signature(),
+                           params_override=params_override, start_from=start_from,
+                           on_stale=on_stale)
 
     def resume(self, run_id: str, *, params_override: Mapping[str, Any] | None = None,
-               workflow: Workflow | None = None, webserver: str | None = None) -> WorkflowResult:
-        """Resume a failed run from its last checkpoint, as a Dagster re-execution.
+               workflow: Workflow | None = None, webserver: str | None = None,
+               on_stale: str = "warn", run_config_override: Mapping[str, Any] | None = None,
+               start_from: str | None = None, **client_options: Any) -> WorkflowResult:
+        """Resume a failed run from its last usable checkpoint, as a Dagster re-execution.
 
         ``params_override`` is merged into the checkpointed params; the resumed steps see
-        ``ctx.params["__resumed__"] == True``. The spine run id does not change.
+        ``ctx.params["__resumed__"] == True``. The spine run id does not change. ``on_stale``
+        (``warn``, ``rerun``, ``error``) says what to do when the override changes a param that a
+        reused step read; ``run_config_override`` is deep-merged over the failed run's config (op
+        config, resources, executor). See :meth:`plan_resume` for the plan.
 
         With ``webserver="http://HOST:PORT"`` the re-execution is launched through that Dagster
-        deployment (its run launcher, run group and run retries; see ``SpineDagsterClient``) and
-        this waits for it. The deployment must use this runner's checkpoint database.
+        deployment (its run launcher, run group and run retries; see ``SpineDagsterClient``;
+        ``client_options`` such as ``headers=`` or ``api_token=`` go to it) and this waits for it.
         """
+        check_params_override(params_override)
         if webserver is not None:
-            from .client import SpineDagsterClient  # noqa: PLC0415 - client imports this module
+            from .client import SpineDagsterClient  # noqa: PLC0415 - only this path needs it
 
             if workflow is not None:
                 self._check_workflow(workflow, self._require_run(run_id))
-            return SpineDagsterClient(webserver, database_url=self.database_url).resume_and_wait(
-                run_id, params_override=params_override)
-        record = self._require_run(run_id)
-        if record.status is WorkflowStatus.COMPLETED:
-            raise NothingToResumeError(
-                f"run {record.run_id!r} completed; there is nothing to resume. To run it again, "
-                f"start a new run with execute(workflow, params=runner.get_run("
-                f"{record.run_id!r}).context.params), or re-run part of it with "
-                f"execute(workflow, run_id={record.run_id!r}, start_from=STEP).")
-        if workflow is None:
-            if not record.workflow_ref:
-                raise WorkflowNotFoundError(
-                    f"run {record.run_id!r} did not record where workflow "
-                    f"{record.workflow_name!r} is defined; pass workflow= to resume().")
-            workflow = load_workflow(record.workflow_ref, workflow_name=record.workflow_name)
+            client = SpineDagsterClient(webserver, database_url=self.database_url,
+                                        **client_options)
+            return client.resume_and_wait(run_id, params_override=params_override,
+                                          on_stale=on_stale, start_from=start_from,
+                                          run_config_override=run_config_override)
+        record = self.get_run(run_id)
+        workflow = workflow or self._workflow_of(record)
         self._check_workflow(workflow, record)
-        keys = step_keys(workflow)
-        start_index = self._resume_index(workflow, record)
-        self._check_unchanged(workflow, record, start_index)
-        if start_index >= len(keys):
-            raise NothingToResumeError(
-                f"run {record.run_id!r}: every step up to the last one has a checkpoint; there "
-                f"is nothing to resume.")
-        config = resume_overrides(params_override)
-        with self._lease(record, statuses=("failed", "partial", "running")):
-            return self._reexecute(workflow, record, config, keys[start_index:])
+        plan = plan_resume(self.store, record, workflow.signature(),
+                           params_override=params_override, start_from=start_from,
+                           on_stale=on_stale)
+        for warning in plan.warnings:
+            _log.warning("spine_dagster: resume of run %s: %s", record.run_id, warning)
+            if self.progress:
+                self.emit(f"warning: {warning}")
+        return self._carry_out(workflow, record, plan, params_override=params_override,
+                               run_config_override=run_config_override,
+                               resume_retry=start_from is None,
+                               statuses=("failed", "partial", "running") if start_from is None
+                               else ("completed", "failed", "partial", "running"))
 
     # -- inspecting -------------------------------------------------------------------------------
     def get_run(self, run_id: str) -> RunRecord:
         """The spine run with this id (or with this Dagster run in its lineage)."""
-        record = self._require_run(run_id)
-        return self._reconcile(record)
+        return self._reconcile(self._require_run(run_id))
 
     def list_checkpoints(self, run_id: str) -> list[Checkpoint]:
+        """The run's checkpoints in workflow order; superseded ones included (``.state``)."""
         return self.store.list_checkpoints(self._require_run(run_id).run_id)
 
     def get_checkpoint(self, run_id: str, step: str) -> Checkpoint:
@@ -368,8 +338,10 @@ class WorkflowRunner:
         days = retention_days if retention_days is not None else self.checkpoint_retention_days
         if days is None:
             raise InvalidRetentionError(
-                "no retention period: pass retention_days=N, or create the runner with "
-                "WorkflowRunner(checkpoint_retention_days=N).")
+                "no retention period given.",
+                hint="Pass retention_days=N, or create the runner with "
+                     "WorkflowRunner(checkpoint_retention_days=N).",
+                cli_hint="Pass --retention-days N (e.g. --retention-days 7).")
         return _cleanup_checkpoints(self.database_url, days, dry_run=dry_run,
                                     batch_size=batch_size)
 
@@ -379,10 +351,17 @@ class WorkflowRunner:
                 f"{self.store.display_url}. List runs with: spine-dagster runs")
 
     def _require_run(self, run_id: str) -> RunRecord:
-        record = self.store.get_run(run_id) if run_id else None
+        record = self.store.get_run(run_id)
         if record is None:
             raise UnknownRunError(self._unknown(run_id))
         return record
+
+    def _workflow_of(self, record: RunRecord) -> Workflow:
+        if not record.workflow_ref:
+            raise WorkflowNotFoundError(
+                f"run {record.run_id!r} did not record where workflow {record.workflow_name!r} "
+                f"is defined; pass workflow= to resume().")
+        return load_workflow(record.workflow_ref, workflow_name=record.workflow_name)
 
     def _check_workflow(self, workflow: Workflow, record: RunRecord) -> None:
         if workflow.name != record.workflow_name:
@@ -390,44 +369,28 @@ class WorkflowRunner:
                 f"run {record.run_id!r} is a run of workflow {record.workflow_name!r}, not "
                 f"{workflow.name!r}; pass the workflow the run was started with.")
 
-    def _check_unchanged(self, workflow: Workflow, record: RunRecord, start_index: int) -> None:
-        """The steps whose checkpoints a resume builds on must be the steps that wrote them."""
-        recorded = record.workflow_signature
-        if recorded is None:
-            return
-        current = workflow.signature()
-        end = start_index + 1
-        if [list(s) for s in recorded[:end]] != current[:end]:
-            raise WorkflowChangedError(
-                f"workflow {workflow.name!r} changed since run {record.run_id!r} wrote its "
-                f"checkpoints: its steps up to the resume point were "
-                f"{[s[0] for s in recorded[:end]]} ({recorded[:end]}), now "
-                f"{[s[0] for s in current[:end]]} ({current[:end]}). Resuming would continue from "
-                f"a context the current steps did not produce. Start a new run with "
-                f"execute(workflow, params=runner.get_run({record.run_id!r}).context.params), or "
-                f"restore the previous workflow to resume.")
+    def _node_of(self, workflow: Workflow, index: int) -> str:
+        keys = step_keys(workflow)
+        for group in op_groups(workflow, self.fuse):
+            if index in group:
+                return node_name(keys, group)
+        raise UnknownStepError(f"no op runs step {index}")  # pragma: no cover
 
-    def _checkpoint_before(self, record: RunRecord, workflow: Workflow, index: int) -> str:
-        before = [(created, name) for name, i, created in
-                  self.store.list_checkpoint_steps(record.run_id) if i < index]
-        if not before:
-            raise CheckpointNotFoundError(
-                f"run {record.run_id!r} has no checkpoint before step "
-                f"{workflow.steps[index].name!r}, so there is no context to start it from. Pass "
-                f"context= (e.g. from get_checkpoint) or start from an earlier step.")
-        return max(before)[1]
-
-    def _resume_index(self, workflow: Workflow, record: RunRecord) -> int:
-        return resume_index(self.store, record.run_id, workflow.step_index)
+    def _ops(self, workflow: Workflow) -> dict[str, list[str]]:
+        keys = step_keys(workflow)
+        return {node_name(keys, g): [workflow.steps[i].name for i in g]
+                for g in op_groups(workflow, self.fuse)}
 
     def _reconcile(self, record: RunRecord) -> RunRecord:
         """A ``running`` run whose Dagster run ended, or whose process died (see liveness.py), is
-        ``failed``: its Dagster run too, and the step it was running."""
+        ``failed``: its Dagster run too, and the step it was running. Why it failed comes from
+        Dagster's own record of the failure (a database outage says so)."""
         if record.status is not WorkflowStatus.RUNNING or not record.last_dagster_run_id:
             return record
         dagster_run = self.instance.get_run_by_id(record.last_dagster_run_id)
         if dagster_run is None or dagster_run.status is DagsterRunStatus.SUCCESS:
             return record
+        category = "INTERNAL"
         if dagster_run.status in _IN_PROGRESS:
             orphaned = orphaned_reason(self.instance, dagster_run)
             if orphaned is None:
@@ -438,46 +401,57 @@ class WorkflowRunner:
             self.store.delete_transit(dagster_run.run_id)
             error = orphaned
         else:
-            error = (f"Dagster run {dagster_run.run_id} ended {dagster_run.status.value} before "
-                     f"the step reported (the process was killed, or the run was canceled)")
+            error, category = self._failure_of(dagster_run.run_id)
         running = [row.step_name for row in self.store.step_rows(record.run_id).values()
                    if row.status == "running" and row.dagster_run_id == dagster_run.run_id]
         if running:
             self.store.fail_step(run_id=record.run_id, step_name=running[0],
                                  dagster_run_id=dagster_run.run_id, error=error,
-                                 error_category="INTERNAL")
+                                 error_category=category)
         else:
             self.store.mark_run(record.run_id, WorkflowStatus.FAILED, error=error,
-                                error_step=record.error_step, error_category="INTERNAL")
+                                error_step=record.error_step, error_category=category)
+        self._attach_origin(record.workflow_name, dagster_run.run_id)
         return self.store.get_run(record.run_id)
 
-    def _lease(self, record: RunRecord, statuses: tuple[str, ...]) -> _Lease:
-        record = self._reconcile(record)
-        last = record.last_dagster_run_id
-        dagster_run = self.instance.get_run_by_id(last) if last else None
-        if dagster_run is not None and dagster_run.status in _IN_PROGRESS:
-            raise RunInProgressError(
-                f"run {record.run_id!r} is still running (Dagster run {last} is "
-                f"{dagster_run.status.value}); wait for it to finish, or terminate it first. If "
-                f"the process running it died on another machine, mark it failed first: Terminate "
-                f"(force) in the Dagster UI, or instance.report_run_failed(instance.get_run_by_id("
-                f"{last!r})).")
-        lease = _Lease(self.store, record.run_id)
-        if not self.store.acquire_lease(record.run_id, lease.owner, LEASE_SECONDS, statuses):
-            owner, until = self.store.lease_of(record.run_id)
-            raise RunInProgressError(
-                f"another resume of run {record.run_id!r} is in progress (lease held until "
-                f"{until.isoformat() if until else '?'}); wait for it to finish and check "
-                f"get_run({record.run_id!r}).status.")
-        return lease
+    def _failure_of(self, dagster_run_id: str) -> tuple[str, str]:
+        """Why a Dagster run failed before its step could record it: (error, category)."""
+        try:
+            records = self.instance.get_records_for_run(
+                dagster_run_id, of_type=DagsterEventType.STEP_FAILURE, limit=1).records
+        except Exception:  # noqa: BLE001 - then only the generic reason is known
+            records = []
+        event = records[0].event_log_entry.dagster_event if records else None
+        data = event.step_failure_data if event is not None else None
+        if data is not None and data.error is not None:
+            text = f"{data.error.cls_name}: {data.error.message}"
+            cause = data.error.cause
+            while cause is not None:
+                text += f" (caused by {cause.cls_name}: {cause.message.strip()})"
+                cause = cause.cause
+            category = unreachable_category(text)
+            if category:
+                return (f"the checkpoint database was unreachable during step "
+                        f"{event.step_key!r}: {text.strip()}", category)
+            return text.strip(), "INTERNAL"
+        return (f"Dagster run {dagster_run_id} ended before the step reported (the process was "
+                f"killed, or the run was canceled)", "INTERNAL")
+
+    def _busy(self, record: RunRecord) -> Callable[[], str | None]:
+        def busy() -> str | None:
+            last = record.last_dagster_run_id
+            dagster_run = self.instance.get_run_by_id(last) if last else None
+            if dagster_run is not None and dagster_run.status in _IN_PROGRESS:
+                return f"Dagster run {last} is {dagster_run.status.value}"
+            return None
+
+        return busy
 
     def _with_logging(self, run_config: dict[str, Any]) -> dict[str, Any]:
-        if not self.log_level:
-            return run_config
-        return deep_merge(run_config, {"loggers": {"console": {"config": {
-            "log_level": self.log_level.upper()}}}})
+        level = (self.log_level or "CRITICAL").upper()
+        return deep_merge(run_config, {"loggers": {"console": {"config": {"log_level": level}}}})
 
-    def _job(self, workflow: Workflow):
+    def _job(self, workflow: Workflow, name: str | None):
         ref = workflow_ref(workflow)
         if self.executor != "in_process" and not is_importable(ref):
             raise WorkflowNotFoundError(
@@ -487,44 +461,73 @@ class WorkflowRunner:
         return reconstructable_job(workflow, ref=ref, database_url=self.database_url,
                                    checkpoint_strategy=self.checkpoint_strategy,
                                    max_checkpoint_bytes=self.max_checkpoint_bytes,
-                                   executor=self.executor,
+                                   executor=self.executor, fuse=self.fuse, name=name,
                                    delete_checkpoints_on_success=(
                                        self.delete_checkpoints_on_success or None))
 
-    def _launch(self, workflow: Workflow, spine_id: str, run_config: dict[str, Any],
-                selection: list[str] | None) -> WorkflowResult:
-        started = utcnow()
-        tags = {RUN_ID_TAG: spine_id, WORKFLOW_TAG: workflow.name, LAUNCHER_TAG: launcher_tag()}
-        run_config = self._with_logging(run_config)
-        result = execute_job(self._job(workflow), instance=self.instance, run_config=run_config,
-                             tags=tags, raise_on_error=False, op_selection=selection)
-        self._auto_cleanup()
-        return self._result(workflow, spine_id, result, started)
-
-    def _reexecute(self, workflow: Workflow, record: RunRecord, overrides: dict[str, Any],
-                   selection: list[str]) -> WorkflowResult:
-        parent_id = record.last_dagster_run_id
+    def _carry_out(self, workflow: Workflow, record: RunRecord, plan: ResumePlan, *,
+                   params_override: Mapping[str, Any] | None, resume_retry: bool,
+                   statuses: tuple[str, ...], start_context: Mapping[str, Any] | None = None,
+                   run_config_override: Mapping[str, Any] | None = None) -> WorkflowResult:
+        """Carry out ``plan``: a re-execution of the run's last Dagster run from its start."""
+        parent_id = plan.parent_dagster_run_id
         parent = self.instance.get_run_by_id(parent_id) if parent_id else None
         if parent is None:
             raise UnknownRunError(
                 f"run {record.run_id!r} has no Dagster run {parent_id!r} in this Dagster instance "
                 f"({self.instance.root_directory}); use the instance the run was started with "
                 f"(DAGSTER_HOME).")
-        run_config = self._with_logging(reexecution_run_config(parent.run_config or {}, overrides))
-        tags = reexecution_tags(parent.tags, parent_run_id=parent.run_id,
-                                root_run_id=parent.root_run_id or parent.run_id,
-                                spine_run_id=record.run_id, workflow_name=workflow.name)
-        tags[LAUNCHER_TAG] = launcher_tag()
-        options = ReexecutionOptions(parent_run_id=parent.run_id, step_selection=list(selection))
-        # A resume starts from checkpoints only. Transit rows the parent left behind (its process
-        # died before the failing step could drop them) are garbage now.
-        self.store.delete_transit(parent.run_id)
+        guard_not_running(record, self._busy(record))
+        with ResumeLease(self.store, record.run_id, statuses):
+            run_config = resume_run_config(parent.run_config, plan,
+                                           params_override=params_override,
+                                           run_config_override=run_config_override,
+                                           start_context=start_context)
+            tags = resume_tags(parent.tags, parent_run_id=parent.run_id,
+                               root_run_id=parent.root_run_id or parent.run_id,
+                               spine_run_id=record.run_id, workflow_name=workflow.name,
+                               resume_retry=resume_retry)
+            tags[LAUNCHER_TAG] = launcher_tag()
+            options = ReexecutionOptions(parent_run_id=parent.run_id,
+                                         step_selection=nodes_from(plan, self._ops(workflow)))
+            # A resume starts from checkpoints only: transit rows the parent left behind (its
+            # process died before the failing step could drop them) are garbage now.
+            self.store.delete_transit(parent.run_id)
+            result = self._run(workflow, record.run_id, run_config, tags,
+                               reexecution_options=options, job_name=parent.job_name)
+        result.warnings = list(plan.warnings)
+        result.plan = plan
+        return result
+
+    def _run(self, workflow: Workflow, spine_id: str, run_config: dict[str, Any],
+             tags: dict[str, str], *, reexecution_options: ReexecutionOptions | None = None,
+             op_selection: list[str] | None = None, job_name: str | None = None
+             ) -> WorkflowResult:
+        serving = find_serving_job(self.workspace, workflow.name, self.database_url)
+        name = job_name or (serving.job_name if serving else None)
+        job = self._job(workflow, name)
+        progress = StepProgress(self.store, spine_id, self.emit).start() if self.progress else None
         started = utcnow()
-        result = execute_job(self._job(workflow), instance=self.instance,
-                             run_config=run_config, tags=tags, raise_on_error=False,
-                             reexecution_options=options)
+        try:
+            result = execute_job(job, instance=self.instance,
+                                 run_config=self._with_logging(run_config), tags=tags,
+                                 raise_on_error=False, op_selection=op_selection,
+                                 reexecution_options=reexecution_options)
+        finally:
+            if progress is not None:
+                progress.finish()
+        if serving is not None:
+            attach_origin(self.instance, result.run_id, serving)
         self._auto_cleanup()
-        return self._result(workflow, record.run_id, result, started)
+        outcome = self._result(workflow, spine_id, result, started)
+        if progress is not None:
+            self.emit(outcome_line(outcome))
+        return outcome
+
+    def _attach_origin(self, workflow_name: str, dagster_run_id: str) -> None:
+        serving = find_serving_job(self.workspace, workflow_name, self.database_url)
+        if serving is not None:
+            attach_origin(self.instance, dagster_run_id, serving)
 
     def _auto_cleanup(self) -> None:
         """With ``checkpoint_retention_days``: the retention policy, at most hourly per database."""
@@ -546,50 +549,10 @@ class WorkflowRunner:
 
     def _result(self, workflow: Workflow, spine_id: str, result: Any,
                 started: datetime) -> WorkflowResult:
+        message, step, cls = (None, None, None) if result.success else dagster_failure(
+            result, {node: steps[0] for node, steps in self._ops(workflow).items()})
         return result_from_store(
             self.store, workflow_name=workflow.name, step_names=workflow.step_names(),
             spine_id=spine_id, dagster_run_id=result.run_id, success=result.success,
-            failure=None if result.success else _dagster_failure(result), started=started)
-
-
-def result_from_store(store: CheckpointStore, *, workflow_name: str, step_names: list[str],
-                      spine_id: str, dagster_run_id: str, success: bool, failure: str | None,
-                      started: datetime) -> WorkflowResult:
-    """The ``WorkflowResult`` of a finished Dagster run of spine run ``spine_id``.
-
-    A run that still says ``running`` although its Dagster run failed (it failed before a step
-    could report) becomes ``failed`` with ``failure`` as its error.
-    """
-    try:
-        flush_checkpoints(store, spine_id, dagster_run_id)  # a run that stopped between steps
-    except CheckpointWriteError:
-        pass  # recorded on the run: it is failed at that step
-    record = store.get_run(spine_id)
-    if record is None or (record.status is WorkflowStatus.RUNNING and not success):
-        error = failure or f"Dagster run {dagster_run_id} failed"
-        if record is None:
-            raise InvalidWorkflowError(
-                f"Dagster run {dagster_run_id} of workflow {workflow_name!r} failed before any "
-                f"step started: {error}")
-        store.mark_run(spine_id, WorkflowStatus.FAILED, error=error, error_category="INTERNAL")
-        record = store.get_run(spine_id)
-    rows = store.step_rows(spine_id)
-    executions = [
-        StepExecution(name, rows[name].status, rows[name].started_at, rows[name].updated_at,
-                      rows[name].error, rows[name].error_category, dagster_run_id)
-        for name in step_names
-        if name in rows and rows[name].dagster_run_id == dagster_run_id
-    ]
-    return WorkflowResult(
-        workflow_name=workflow_name, run_id=spine_id, status=record.status,
-        context=record.context, started_at=started, completed_at=utcnow(),
-        step_executions=executions, error_step=record.error_step, error=record.error,
-        error_category=record.error_category, dagster_run_id=dagster_run_id,
-        dagster_run_ids=list(record.dagster_run_ids))
-
-
-def _dagster_failure(result: Any) -> str:
-    event = result.get_run_failure_event() if hasattr(result, "get_run_failure_event") else None
-    if event is not None and event.message:
-        return event.message
-    return f"Dagster run {result.run_id} failed"
+            failure=message or (None if result.success else f"Dagster run {result.run_id} failed"),
+            started=started, failed_step=step, failure_class=cls)

@@ -4,7 +4,10 @@ Dialect differences live only in column types: ``JSON`` on SQLite, ``JSONB`` on 
 ``INTEGER`` autoincrement key on SQLite where PostgreSQL has ``BIGINT``.
 
 Tables:
-    ``core_workflow_checkpoints``  one row per (spine run, step): the context after that step.
+    ``core_workflow_checkpoints``  one row per (spine run, step): the context after that step;
+                                   its ``state`` is ``valid``, ``superseded`` (a step before it
+                                   ran again) or ``rejected`` (it failed its quality gate). A map
+                                   step's items have rows of their own (``item_index``).
     ``core_workflow_runs``         one row per spine run: status, params, failure, where the
                                    workflow is defined.
     ``core_workflow_steps``        one row per (spine run, step): attempts and last outcome.
@@ -20,14 +23,15 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
 # Bump it with every change below, and describe the change in migrations.py's history.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 metadata = sa.MetaData()
 
 JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 Timestamp = sa.DateTime(timezone=True)
-RunId = sa.String(64)
+RUN_ID_LENGTH = 64
+RunId = sa.String(RUN_ID_LENGTH)
 
 checkpoints = sa.Table(
     "core_workflow_checkpoints",
@@ -41,6 +45,9 @@ checkpoints = sa.Table(
     sa.Column("step_index", sa.Integer, nullable=False),
     sa.Column("dagster_run_id", RunId),
     sa.Column("size_bytes", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("state", sa.String(16), nullable=False, server_default="valid"),
+    sa.Column("superseded_at", Timestamp),
+    sa.Column("item_index", sa.Integer),
     sa.UniqueConstraint("run_id", "step_name", name="unique_run_step"),
 )
 sa.Index("ix_core_workflow_checkpoints_created_at", checkpoints.c.created_at)
@@ -51,7 +58,8 @@ runs = sa.Table(
     sa.Column("run_id", RunId, primary_key=True),
     sa.Column("workflow_name", sa.String(255), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("params", JSONType),
+    sa.Column("params", JSONType),  # effective: the original params with resume overrides
+    sa.Column("original_params", JSONType),
     sa.Column("partition", JSONType),
     sa.Column("error_step", sa.String(255)),
     sa.Column("error", sa.Text),
@@ -91,6 +99,9 @@ dagster_runs = sa.Table(
     sa.Column("seq", sa.Integer, nullable=False),
     sa.Column("created_at", Timestamp, nullable=False, server_default=sa.func.now()),
 )
+# Lineage positions are unique, so that concurrent re-executions can never share one.
+sa.Index("ux_core_workflow_dagster_runs_run_seq", dagster_runs.c.run_id, dagster_runs.c.seq,
+         unique=True)
 
 transit = sa.Table(
     "core_workflow_transit",

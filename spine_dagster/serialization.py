@@ -1,7 +1,7 @@
-"""JSON, never pickle: how contexts become checkpoints and come back.
+"""JSON, never pickle: how contexts become checkpoints and come back, exactly.
 
 Plain JSON values (dict with ``str`` keys, list, str, int, float, bool, None) are stored as they
-are. These types are stored as tagged objects and come back as the same type:
+are. These values are stored as tagged objects and come back as the same value:
 
 =====================  =======================================================================
 ``datetime``           ``{"__spine_type__": "datetime", "value": "2026-01-10T12:00:00+00:00"}``
@@ -11,41 +11,63 @@ are. These types are stored as tagged objects and come back as the same type:
 ``Enum`` member        ``{"__spine_type__": "enum", "class": "module:Qualname", "value": ...}``
 pydantic model         ``{"__spine_type__": "pydantic", "class": "module:Qualname",
                        "value": model.model_dump(mode="json")}``
+large float, ``-0.0``  ``{"__spine_type__": "float", "value": "1e+16"}``: PostgreSQL's JSONB
+                       stores numbers as ``numeric``, which would turn ``1e16`` into the integer
+                       ``10000000000000000`` and ``-0.0`` into ``0``
+text with NUL chars    ``{"__spine_type__": "nul_str", "parts": ["a", "b"]}`` for ``"a\\x00b"``
+                       (JSONB cannot hold ``\\u0000``)
 =====================  =======================================================================
 
-Tuples are stored as lists. Enum and pydantic classes must be importable by that path (defined
-at module level) for a resume in another process to rebuild them.
+Tuples are stored as lists. Anything else is refused where it enters a run, with an error naming
+the path of the value, e.g. ``outputs.fetch.records[3]: set is not JSON-serializable``: sets,
+bytes, NaN and infinity, arbitrary objects, classes defined inside a function, dicts that use the
+reserved key ``__spine_type__``, dict keys that are not strings (JSON would silently turn ``1``
+into ``"1"``), text that is not valid Unicode (a lone surrogate), dict keys with a NUL character,
+and values nested more than :data:`MAX_DEPTH` (100) levels deep.
 
-Anything else is refused with an error naming the step and the path of the value, e.g.
-``outputs.fetch.records[3]: set is not JSON-serializable``: sets, bytes, NaN and infinity,
-arbitrary objects, classes defined inside a function, dicts that use the reserved key
-``__spine_type__``, and **dict keys that are not strings**. JSON itself would silently turn the key
-``1`` into ``"1"``, so the value read back from a checkpoint would differ from the one the step
-returned; spine_dagster refuses such keys instead. The check runs where values enter a run (step
-outputs, context updates and quality metrics; the params, partition and context given to the
-runner), before anything is written, so a refused value leaves no partial checkpoint behind.
+**Decoding runs no code but the type's own.** Stored rows are untrusted input: anyone with access
+to the database can edit them. A tagged value is rebuilt only as one of the types above. An enum
+or pydantic class is looked up, without importing anything, in the modules this process has
+already imported (``sys.modules``), and must be an ``Enum`` or a pydantic ``BaseModel``
+subclass; only the enum's own lookup by value or the model's own validation then runs. The
+processes that read a run's checkpoints for a resume import the run's workflow (and so the modules
+its classes live in) first. Anything else (an unknown tag, a malformed tagged value, a class of
+the wrong kind, a module that is not imported, invalid JSON, nesting deeper than a checkpoint can
+hold) raises :class:`~spine_dagster.errors.CheckpointCorruptError` naming where it was read and
+the path within the value.
 
 Example:
     >>> from datetime import date
-    >>> text = dumps({"day": date(2026, 1, 10)})
+    >>> text = dumps({"day": date(2026, 1, 10), "big": 1e16, "neg": -0.0})
     >>> loads(text)
-    {'day': datetime.date(2026, 1, 10)}
+    {'day': datetime.date(2026, 1, 10), 'big': 1e+16, 'neg': -0.0}
+    >>> loads('{"x": {"__spine_type__": "enum", "class": "os:system", "value": "true"}}',
+    ...       where="run 'r1', step 'fetch'")
+    Traceback (most recent call last):
+    ...
+    spine_dagster.errors.CheckpointCorruptError: run 'r1', step 'fetch', at x: a stored enum ...
 """
 
 from __future__ import annotations
 
-import importlib
+import copy
 import json
 import math
+import sys
 import uuid
 from datetime import date, datetime, time
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from enum import Enum
 from typing import Any, Mapping
 
-from .errors import CheckpointSerializationError
+from .errors import CheckpointCorruptError, CheckpointSerializationError
 
 TAG = "__spine_type__"
+MAX_DEPTH = 100
+"""The deepest nesting of containers accepted in params, outputs and context updates."""
+READ_DEPTH = MAX_DEPTH + 16
+"""The deepest nesting a stored row may have (a snapshot wraps outputs in a few levels)."""
+_BIG_FLOAT = 1e16  # from here on, repr() uses an exponent and JSONB would store an integer
 
 
 class RawJSON(str):
@@ -54,20 +76,6 @@ class RawJSON(str):
 
 def _class_path(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
-
-
-def _load_class(path: str) -> type:
-    module, _, qualname = path.partition(":")
-    try:
-        obj: Any = importlib.import_module(module)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
-        raise CheckpointSerializationError(
-            f"a stored value is of class {path}, which cannot be imported here ({exc}). Run "
-            f"where that module is importable (e.g. from the project directory), or restore the "
-            f"class under that name.") from None
-    return obj
 
 
 def _is_pydantic(obj: Any) -> bool:
@@ -94,40 +102,36 @@ def _encode_special(obj: Any) -> dict[str, Any]:
     raise TypeError(f"{type(obj).__name__} is not JSON-serializable")
 
 
-def _decode_special(obj: dict[str, Any]) -> Any:
-    kind = obj.get(TAG)
-    if kind is None:
-        return obj
-    value = obj.get("value")
-    if kind == "datetime":
-        return datetime.fromisoformat(value)
-    if kind == "date":
-        return date.fromisoformat(value)
-    if kind == "time":
-        return time.fromisoformat(value)
-    if kind == "decimal":
-        return Decimal(value)
-    if kind == "uuid":
-        return uuid.UUID(value)
-    if kind == "enum":
-        return _load_class(obj["class"])(value)
-    if kind == "pydantic":
-        return _load_class(obj["class"]).model_validate(value)
-    return obj
+def _float(value: float) -> Any:
+    if abs(value) >= _BIG_FLOAT or (value == 0.0 and math.copysign(1.0, value) < 0):
+        return {TAG: "float", "value": repr(value)}
+    return value
 
 
-def find_unserializable(obj: Any, path: str = "") -> str | None:
+def _text(value: str) -> Any:
+    return {TAG: "nul_str", "parts": value.split("\x00")} if "\x00" in value else value
+
+
+# -- checking values where they enter a run ------------------------------------------------------
+def find_unserializable(obj: Any, path: str = "", depth: int = 0) -> str | None:
     """The first path at which ``obj`` holds something we cannot store, with the reason."""
     where = path or "<value>"
     kind = type(obj)
-    if obj is None or kind in (str, bool, int):
+    if obj is None or kind in (bool, int):
         return None
+    if kind is str:
+        return _text_problem(obj, where)
+    if depth > MAX_DEPTH:
+        return (f"{where}: nested more than {MAX_DEPTH} levels deep; flatten the value or store "
+                f"it elsewhere")
     if isinstance(obj, Enum):  # before str/int: a str or int enum must keep its class
         problem = _class_problem(obj, where)
-        return problem or find_unserializable(obj.value, path)
+        return problem or find_unserializable(obj.value, path, depth + 1)
     if isinstance(obj, float):
         return None if math.isfinite(obj) else f"{where}: {obj!r} is not valid JSON"
-    if isinstance(obj, (str, int)):
+    if isinstance(obj, str):
+        return _text_problem(obj, where)
+    if isinstance(obj, int):
         return None  # other subclasses are stored as their plain value
     if isinstance(obj, Mapping):
         for key, value in obj.items():
@@ -137,13 +141,17 @@ def find_unserializable(obj: Any, path: str = "") -> str | None:
                         f"{json.dumps(str(key))}")
             if key == TAG:
                 return f"{where}: the dict key {TAG!r} is reserved by spine_dagster"
-            found = find_unserializable(value, f"{path}.{key}" if path else key)
+            if "\x00" in key:
+                return f"{where}: dict key {key!r} contains a NUL character, which JSONB refuses"
+            problem = _text_problem(key, f"{where} (a key)")
+            found = problem or find_unserializable(value, f"{path}.{key}" if path else key,
+                                                   depth + 1)
             if found:
                 return found
         return None
     if isinstance(obj, (list, tuple)):
         for index, value in enumerate(obj):
-            found = find_unserializable(value, f"{path}[{index}]")
+            found = find_unserializable(value, f"{path}[{index}]", depth + 1)
             if found:
                 return found
         return None
@@ -152,6 +160,14 @@ def find_unserializable(obj: Any, path: str = "") -> str | None:
     except TypeError as exc:
         return f"{where}: {exc}"
     return _class_problem(obj, where) if _is_pydantic(obj) else None
+
+
+def _text_problem(text: str, where: str) -> str | None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"{where}: text with a lone surrogate character is not valid Unicode"
+    return None
 
 
 def _class_problem(obj: Any, where: str) -> str | None:
@@ -177,47 +193,60 @@ def check_json(value: Any, path: str) -> None:
             f"round-trip), or store the data elsewhere and pass a reference to it.")
 
 
-_PLAIN = frozenset({str, int, float, bool, type(None)})
+# -- encoding ------------------------------------------------------------------------------------
+_PLAIN = frozenset({int, bool, type(None)})
 
 
 class _KeyError(TypeError):
     """A dict key that is not a string (JSON would silently turn it into one)."""
 
 
-def _prepare(obj: Any) -> Any:
+def _prepare(obj: Any, depth: int = 0) -> Any:
     """``obj`` with every special value in its tagged form; plain JSON values are kept as they are.
 
     A walk of our own rather than ``json.dumps(default=...)``: JSON writes an enum that subclasses
-    ``str`` or ``int`` as its bare value without calling ``default``, and turns non-string keys
-    into strings, both silently.
+    ``str`` or ``int`` as its bare value without calling ``default``, writes every float as its
+    ``repr`` (which JSONB may not keep), and turns non-string keys into strings, all silently.
     """
     kind = type(obj)
+    if kind is str:
+        return obj if "\x00" not in obj else _text(obj)
+    if kind is float:
+        return _float(obj)
+    if kind in _PLAIN:
+        return obj
+    if depth > MAX_DEPTH:
+        raise TypeError(f"nested more than {MAX_DEPTH} levels deep")
     if kind is dict:
-        out = {k: (v if type(v) in _PLAIN else _prepare(v)) for k, v in obj.items()}
+        out = {k: (v if type(v) in _PLAIN else _prepare(v, depth + 1)) for k, v in obj.items()}
         if not all(type(k) is str for k in out):
             raise _KeyError("dict key is not a string")
         return out
     if kind is list or kind is tuple:
-        return [v if type(v) in _PLAIN else _prepare(v) for v in obj]
-    if kind in _PLAIN:
-        return obj
+        return [v if type(v) in _PLAIN else _prepare(v, depth + 1) for v in obj]
     if isinstance(obj, Enum):
-        return {TAG: "enum", "class": _class_path(kind), "value": _prepare(obj.value)}
-    if isinstance(obj, (str, int, float)):
-        return obj
+        return {TAG: "enum", "class": _class_path(kind), "value": _prepare(obj.value, depth + 1)}
+    if isinstance(obj, str):
+        return _text(str(obj))
+    if isinstance(obj, float):
+        return _float(float(obj))
+    if isinstance(obj, int):
+        return int(obj)
     if isinstance(obj, Mapping):
-        return _prepare(dict(obj))
+        return _prepare(dict(obj), depth)
     if isinstance(obj, (list, tuple)):
-        return _prepare(list(obj))
+        return _prepare(list(obj), depth)
     return _encode_special(obj)
 
 
 def dumps(obj: Any, *, what: str = "value", path: str = "") -> str:
     """Serialize ``obj`` to JSON text, or raise ``CheckpointSerializationError`` naming the path."""
     try:
-        return json.dumps(_prepare(obj), allow_nan=False, ensure_ascii=False,
+        text = json.dumps(_prepare(obj), allow_nan=False, ensure_ascii=False,
                           separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
+        text.encode("utf-8")
+        return text
+    except (TypeError, ValueError, RecursionError) as exc:
         where = find_unserializable(obj, path) or str(exc)
         raise CheckpointSerializationError(
             f"{what} cannot be stored as JSON: {where}. Return only JSON values (see "
@@ -226,13 +255,22 @@ def dumps(obj: Any, *, what: str = "value", path: str = "") -> str:
         ) from None
 
 
+def to_json_value(value: Any, *, what: str = "value") -> Any:
+    """``value`` in its stored JSON form (plain dicts and lists, special values tagged).
+
+    For places that need plain JSON but not text, such as Dagster run config.
+    """
+    return json.loads(dumps(value, what=what))
+
+
 class EncodedOutputs:
     """The JSON text of each step's output, encoded once while the output is the same object.
 
     A step's output never changes after the step returned (the context is immutable), so the
     checkpoint of step N re-uses the text of the outputs of steps 1..N-1 and encodes only its own.
     This keeps a checkpoint's encoding cost proportional to the new output, not the whole context.
-    A step must therefore never modify another step's output in place.
+    A step must therefore never modify another step's output in place. One instance belongs to
+    one run (see :mod:`spine_dagster.run_state`).
     """
 
     def __init__(self) -> None:
@@ -245,6 +283,9 @@ class EncodedOutputs:
         text = dumps(output, what=f"the output of step {step!r}", path=f"outputs.{step}")
         self._texts[step] = (output, text)
         return text
+
+    def __len__(self) -> int:
+        return len(self._texts)
 
 
 def dumps_snapshot(snapshot: Mapping[str, Any], outputs_cache: EncodedOutputs | None,
@@ -270,16 +311,155 @@ def displayable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=str, ensure_ascii=False))
 
 
-def loads(text: str | bytes) -> Any:
-    """Parse JSON text written by ``dumps``, restoring tagged values."""
-    return json.loads(text, object_hook=_decode_special)
+# -- decoding: untrusted input -------------------------------------------------------------------
+def loads(text: str | bytes, *, where: str = "a stored value") -> Any:
+    """Parse JSON text written by ``dumps``, restoring tagged values; nothing else is run.
+
+    Raises ``CheckpointCorruptError`` naming ``where`` when the text is not valid JSON, is nested
+    deeper than a checkpoint can be, or holds a tagged value that is not one we write.
+    """
+    if isinstance(text, (bytes, bytearray)):
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CheckpointCorruptError(f"{where}: the stored text is not UTF-8 ({exc}).") from None
+    if not isinstance(text, str):
+        raise CheckpointCorruptError(
+            f"{where}: expected JSON text, found {type(text).__name__}.")
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise CheckpointCorruptError(
+            f"{where}: the stored JSON is nested far deeper than spine_dagster writes "
+            f"(limit {READ_DEPTH}).") from None
+    except ValueError as exc:
+        raise CheckpointCorruptError(f"{where}: the stored text is not valid JSON ({exc}).") from None
+    return decode(data, where=where, tagged=TAG in text, in_place=True)
 
 
-def decode(value: Any) -> Any:
-    """Restore tagged values in an already-parsed JSON value (e.g. read from a JSONB column)."""
-    if isinstance(value, dict):
-        decoded = {k: decode(v) for k, v in value.items()}
-        return _decode_special(decoded)
-    if isinstance(value, list):
-        return [decode(v) for v in value]
+def decode(value: Any, *, where: str = "a stored value", tagged: bool = True,
+           in_place: bool = False) -> Any:
+    """Restore tagged values in an already-parsed JSON value (e.g. read from a JSONB column).
+
+    ``tagged=False`` is a promise that the value holds no ``__spine_type__`` key (the raw text did
+    not contain it): then only the nesting is checked. ``in_place=True`` lets the decoder reuse
+    the containers of ``value`` (which it then owns); otherwise ``value`` is left untouched.
+    """
+    _check_depth(value, where)
+    if not tagged:
+        return value
+    return _decode(value if in_place else copy.deepcopy(value), where, "", 0)
+
+
+def _check_depth(value: Any, where: str) -> None:
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > READ_DEPTH:
+            raise CheckpointCorruptError(
+                f"{where}: the stored value is nested more than {READ_DEPTH} levels deep, deeper "
+                f"than spine_dagster writes; the row was edited.")
+        if type(item) is dict:
+            stack.extend((v, depth + 1) for v in item.values() if type(v) in (dict, list))
+        elif type(item) is list:
+            stack.extend((v, depth + 1) for v in item if type(v) in (dict, list))
+
+
+def _corrupt(where: str, path: str, problem: str) -> CheckpointCorruptError:
+    at = f", at {path}" if path else ""
+    return CheckpointCorruptError(
+        f"{where}{at}: {problem}. spine_dagster did not write this; the row was edited or "
+        f"damaged. Inspect it (spine-dagster checkpoint RUN STEP --json), repair or delete it.")
+
+
+def _decode(value: Any, where: str, path: str, depth: int) -> Any:
+    if depth > READ_DEPTH:
+        raise _corrupt(where, path, f"the value is nested more than {READ_DEPTH} levels deep")
+    kind = type(value)
+    if kind is dict:
+        if TAG in value:
+            return _decode_tagged(value, where, path, depth)
+        for key, item in value.items():
+            if type(item) in (dict, list):
+                value[key] = _decode(item, where, f"{path}.{key}" if path else key, depth + 1)
+        return value
+    if kind is list:
+        for index, item in enumerate(value):
+            if type(item) in (dict, list):
+                value[index] = _decode(item, where, f"{path}[{index}]", depth + 1)
+        return value
     return value
+
+
+_SIMPLE = {"datetime": datetime.fromisoformat, "date": date.fromisoformat,
+           "time": time.fromisoformat, "decimal": Decimal, "uuid": uuid.UUID}
+
+
+def _decode_tagged(obj: dict[str, Any], where: str, path: str, depth: int) -> Any:
+    kind = obj.get(TAG)
+    keys = set(obj)
+    if kind in _SIMPLE or kind == "float":
+        if keys != {TAG, "value"} or not isinstance(obj["value"], str):
+            raise _corrupt(where, path, f"a stored {kind} must be {{{TAG!r}: {kind!r}, 'value': "
+                                        f"<text>}}, found keys {sorted(keys)}")
+        try:
+            if kind == "float":
+                number = float(obj["value"])
+                if not math.isfinite(number):
+                    raise ValueError("not a finite number")
+                return number
+            return _SIMPLE[kind](obj["value"])
+        except (ValueError, TypeError, InvalidOperation) as exc:
+            raise _corrupt(where, path, f"{obj['value']!r} is not a valid {kind} ({exc})") from None
+    if kind == "nul_str":
+        parts = obj.get("parts")
+        if keys != {TAG, "parts"} or not isinstance(parts, list) or not all(
+                isinstance(p, str) for p in parts):
+            raise _corrupt(where, path, "a stored nul_str must hold a list of text parts")
+        return "\x00".join(parts)
+    if kind in ("enum", "pydantic"):
+        if keys != {TAG, "class", "value"} or not isinstance(obj["class"], str):
+            raise _corrupt(where, path, f"a stored {kind} must be {{{TAG!r}, 'class', 'value'}}, "
+                                        f"found keys {sorted(keys)}")
+        cls = _stored_class(obj["class"], kind, where, path)
+        value = _decode(obj["value"], where, f"{path}.value" if path else "value", depth + 1)
+        try:
+            return cls(value) if kind == "enum" else cls.model_validate(value)
+        except Exception as exc:  # noqa: BLE001 - the type's own validation refused the value
+            raise _corrupt(where, path, f"{value!r} is not a valid {obj['class']} "
+                                        f"({type(exc).__name__}: {exc})") from None
+    raise _corrupt(where, path, f"unknown stored type {kind!r} (known: "
+                                f"{', '.join(sorted([*_SIMPLE, 'float', 'nul_str', 'enum', 'pydantic']))})")
+
+
+def _stored_class(class_path: str, kind: str, where: str, path: str) -> type:
+    """The Enum or pydantic class named ``module:Qualname``, found without importing or calling."""
+    module_name, sep, qualname = class_path.partition(":")
+    if not sep or not module_name or not qualname:
+        raise _corrupt(where, path, f"a stored {kind} names the class {class_path!r}, which is "
+                                    f"not of the form module:Qualname")
+    module = sys.modules.get(module_name)
+    if module is None:
+        raise CheckpointCorruptError(
+            f"{where}{f', at {path}' if path else ''}: a stored {kind} is of class {class_path}, "
+            f"but module {module_name!r} is not imported in this process, and spine_dagster "
+            f"never imports a module that a stored row names. Import the workflow that uses this "
+            f"class (or the module) before reading the checkpoint; a resume does this for you.")
+    obj: Any = module
+    for part in qualname.split("."):
+        namespace = getattr(obj, "__dict__", None)
+        obj = namespace.get(part) if isinstance(namespace, Mapping) else None
+        if obj is None:
+            raise _corrupt(where, path, f"a stored {kind} names the class {class_path}, which "
+                                        f"module {module_name!r} does not define")
+    if kind == "enum":
+        ok = isinstance(obj, type) and issubclass(obj, Enum)
+    else:
+        from pydantic import BaseModel  # noqa: PLC0415 - only for stored pydantic values
+
+        ok = isinstance(obj, type) and issubclass(obj, BaseModel)
+    if not ok:
+        expected = "an Enum" if kind == "enum" else "a pydantic BaseModel"
+        raise _corrupt(where, path, f"a stored {kind} names {class_path}, which is not {expected} "
+                                    f"class")
+    return obj

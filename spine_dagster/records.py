@@ -1,0 +1,210 @@
+"""What the checkpoint store returns: ``Checkpoint``, ``RunRecord``, ``StepRow``, ``CheckpointInfo``.
+
+Pure Python, no Dagster and no database. Values that the store reads as JSON are decoded when
+they are first used, so that listing runs never fails on one damaged row; reading a damaged value
+raises ``CheckpointCorruptError`` naming the run (and step).
+
+Example:
+    >>> from datetime import datetime, timezone
+    >>> now = datetime(2026, 1, 10, tzinfo=timezone.utc)
+    >>> record = RunRecord(run_id="r1", workflow_name="wf", status=WorkflowStatus.FAILED,
+    ...                    error_step="step3", error="API down", error_category="TRANSIENT",
+    ...                    workflow_ref=None, job_name=None, attempts=1, created_at=now,
+    ...                    updated_at=now, raw_params='{"timeout": 30}')
+    >>> record, record.params
+    (RunRecord(run_id='r1', workflow='wf', status='failed', error_step='step3', dagster_runs=0), {'timeout': 30})
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .context import WorkflowContext
+from .results import WorkflowStatus
+from .serialization import loads
+from .snapshot import CONTEXT_KEYS, check_snapshot, context_of
+
+VALID, SUPERSEDED, REJECTED = "valid", "superseded", "rejected"
+RESUMED = "__resumed__"
+
+
+@dataclass
+class Checkpoint:
+    """One checkpoint: the context of a spine run after ``step_name`` succeeded.
+
+    ``state`` is ``valid``; ``superseded`` when a step at or before it ran again since (it was
+    computed from an upstream state that no longer holds, so it is never resumed from or loaded);
+    or ``rejected`` when the step's output failed its quality gate (kept so that the metrics can
+    be inspected, never reused). ``item_index`` is set on the rows of a map step's items.
+    """
+
+    run_id: str
+    workflow_name: str
+    step_name: str
+    context_snapshot: dict[str, Any]
+    step_outputs: dict[str, Any]
+    created_at: datetime
+    step_index: int = 0
+    dagster_run_id: str | None = None
+    size_bytes: int = 0
+    state: str = VALID
+    superseded_at: datetime | None = None
+    item_index: int | None = None
+
+    @property
+    def usable(self) -> bool:
+        """True when a resume may start from this checkpoint."""
+        return self.state == VALID
+
+    @property
+    def superseded(self) -> bool:
+        return self.state == SUPERSEDED
+
+    @property
+    def context(self) -> WorkflowContext:
+        """The checkpointed ``WorkflowContext``, ready to pass to ``execute(context=...)``."""
+        data = context_of(self.context_snapshot)
+        data["run_id"] = data.get("run_id") or self.run_id
+        data["workflow_name"] = data.get("workflow_name") or self.workflow_name
+        return WorkflowContext.from_dict(data)
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return dict(self.context_snapshot.get("metadata", {}))
+
+    @classmethod
+    def from_text(cls, text: Any, *, run_id: str, step_name: str, **fields: Any) -> Checkpoint:
+        """A checkpoint from its stored JSON text, checked (``CheckpointCorruptError``)."""
+        where = f"the checkpoint of step {step_name!r} in run {run_id!r}"
+        snapshot = check_snapshot(loads(text, where=where), run_id=run_id, step_name=step_name,
+                                  own_output=fields.get("item_index") is None)
+        # the seed's nested view ("What Gets Saved"): snapshot["context"]["params"], ...
+        snapshot.setdefault("context", {k: snapshot.get(k) for k in CONTEXT_KEYS})
+        return cls(run_id=run_id, step_name=step_name, context_snapshot=snapshot,
+                   step_outputs=dict(snapshot.get("outputs") or {}), **fields)
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """A checkpoint row without its snapshot: what the resume planner needs."""
+
+    step_name: str
+    step_index: int
+    created_at: datetime
+    state: str
+    item_index: int | None
+    dagster_run_id: str | None
+    size_bytes: int = 0
+
+    @property
+    def usable(self) -> bool:
+        return self.state == VALID
+
+
+@dataclass
+class StepRow:
+    """The latest attempt of one step of a run."""
+
+    step_name: str
+    attempts: int
+    status: str
+    dagster_run_id: str | None
+    error: str | None
+    error_category: str | None
+    started_at: datetime | None
+    updated_at: datetime | None
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at and self.updated_at:
+            return max(0.0, (self.updated_at - self.started_at).total_seconds())
+        return None
+
+
+_UNSET = object()
+
+
+@dataclass(repr=False)
+class RunRecord:
+    """A spine run as ``core_workflow_runs`` records it, with its lineage of Dagster runs.
+
+    ``params`` are the run's effective params: the params it was started with, with every
+    ``params_override`` of its resumes applied (keys that steps derive with ``context_updates``
+    are in ``context.params``). ``original_params`` are the params the run was started with.
+    """
+
+    run_id: str
+    workflow_name: str
+    status: WorkflowStatus
+    error_step: str | None
+    error: str | None
+    error_category: str | None
+    workflow_ref: str | None
+    job_name: str | None
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+    dagster_run_ids: list[str] = field(default_factory=list)
+    latest_checkpoint: Checkpoint | None = None
+    raw_params: Any = None
+    raw_original_params: Any = None
+    raw_partition: Any = None
+    raw_context: Any = None
+    raw_signature: Any = None
+    _decoded: dict[str, Any] = field(default_factory=dict)
+
+    def _decode(self, name: str, raw: Any) -> Any:
+        if name not in self._decoded:
+            self._decoded[name] = None if raw is None else loads(
+                raw, where=f"the record of run {self.run_id!r} ({name})")
+        return self._decoded[name]
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The effective params: the original ones with every resume's override applied."""
+        value = self._decode("params", self.raw_params)
+        return dict(value) if isinstance(value, dict) else {}
+
+    @property
+    def original_params(self) -> dict[str, Any]:
+        if self.raw_original_params is None:
+            return self.params
+        value = self._decode("original_params", self.raw_original_params)
+        return dict(value) if isinstance(value, dict) else {}
+
+    @property
+    def partition(self) -> Any:
+        return self._decode("partition", self.raw_partition)
+
+    @property
+    def final_context(self) -> dict[str, Any] | None:
+        value = self._decode("context", self.raw_context)
+        return value if isinstance(value, dict) else None
+
+    @property
+    def workflow_signature(self) -> list[Any] | None:
+        value = self._decode("workflow_signature", self.raw_signature)
+        return value if isinstance(value, list) else None
+
+    @property
+    def context(self) -> WorkflowContext:
+        """The run's newest context: final when it ended, else the newest usable checkpoint's."""
+        if self.final_context is not None:
+            data = dict(self.final_context)
+            data.setdefault("run_id", self.run_id)
+            return WorkflowContext.from_dict(data)
+        if self.latest_checkpoint is not None:
+            return self.latest_checkpoint.context
+        return WorkflowContext(run_id=self.run_id, workflow_name=self.workflow_name,
+                               params=self.params, partition=self.partition)
+
+    @property
+    def last_dagster_run_id(self) -> str | None:
+        return self.dagster_run_ids[-1] if self.dagster_run_ids else None
+
+    def __repr__(self) -> str:
+        return (f"RunRecord(run_id={self.run_id!r}, workflow={self.workflow_name!r}, "
+                f"status={self.status.value!r}, error_step={self.error_step!r}, "
+                f"dagster_runs={len(self.dagster_run_ids)})")

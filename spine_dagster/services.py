@@ -1,0 +1,227 @@
+"""What a step gets from the Dagster runtime: ``ctx.log``, durable map items, waits that resume.
+
+**Map steps** (``Step.map``) run their items inside the map step's own op, in threads (at most
+``max_concurrency`` at a time), not as Dagster dynamic outputs. That is what keeps resume
+correct: Dagster's re-execution of dynamic outputs has known bugs (dagster-io/dagster #20925,
+#30077, #30248, #30972: mapped steps lost, re-run or mis-keyed on re-execution), and a dynamic
+graph's step keys change with the items. Here the op is one step key whatever the items are, and
+each item's completion is a checkpoint row of its own in ``core_workflow_checkpoints``:
+``step_name`` is ``<map step>[<index>]``, ``item_index`` is the index, and the snapshot is the
+item's context (its params, with the item, and the iterator workflow's outputs), in the spine
+format. Every item is tried; the map fails after all items ran if any failed, listing them. A
+re-run of the map (a resume, or the UI's "Re-execute from failure") reuses each item whose
+checkpoint is usable, holds the same item, and read no param that changed since, and runs only
+the others. An item checkpoint is superseded when the map runs with a different item at that
+index, or when a step before the map runs again. Progress (done, failed, remaining) goes to the
+Dagster run log at most once a second, and the item counts to the step's output metadata.
+
+**Wait steps** remember when they started (the step row): a run killed during a wait resumes
+with only the remaining time, and a resume that starts after a completed wait does not wait.
+
+Example:
+    >>> import logging
+    >>> StepLog(logging.getLogger("docs"), "fetch").prefix
+    '[fetch] '
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+
+import dagster
+
+from .context import WorkflowContext
+from .execution import (
+    StepServices,
+    item_output,
+    map_failure,
+    map_items,
+    run_item,
+)
+from .model import Step
+from .records import Checkpoint, StepRow
+from .results import StepResult
+from .run_state import RunState
+from .serialization import RawJSON, dumps, dumps_snapshot
+from .snapshot import PARAMS_READ, build_snapshot, utcnow
+
+ITEM_HASH = "item_hash"
+PROGRESS_SECONDS = 1.0
+
+
+class StepLog:
+    """``ctx.log``: a step's messages in the Dagster run log, prefixed with the step name."""
+
+    def __init__(self, log: Any, step_name: str) -> None:
+        self._log = log
+        self.prefix = f"[{step_name}] "
+
+    def _emit(self, level: str, msg: Any, args: tuple[Any, ...]) -> None:
+        text = str(msg) % args if args else str(msg)
+        getattr(self._log, level)(self.prefix + text)
+
+    def debug(self, msg: Any, *args: Any) -> None:
+        self._emit("debug", msg, args)
+
+    def info(self, msg: Any, *args: Any) -> None:
+        self._emit("info", msg, args)
+
+    def warning(self, msg: Any, *args: Any) -> None:
+        self._emit("warning", msg, args)
+
+    warn = warning
+
+    def error(self, msg: Any, *args: Any) -> None:
+        self._emit("error", msg, args)
+
+    def exception(self, msg: Any, *args: Any) -> None:
+        self._emit("error", msg, args)
+
+
+def item_hash(item: Any) -> str:
+    """A fingerprint of one map item, as stored."""
+    return hashlib.sha256(dumps(item, what="a map item").encode("utf-8")).hexdigest()[:32]
+
+
+class DagsterServices(StepServices):
+    """Durable map items and resumable waits, for the step ``step`` at position ``index``."""
+
+    def __init__(self, context: Any, state: RunState, step: Step, index: int, *,
+                 prior: StepRow | None = None, upstream_at: datetime | None = None) -> None:
+        self.context = context
+        self.state = state
+        self.step = step
+        self.index = index
+        self.prior = prior
+        self.upstream_at = upstream_at
+        self.map_counts: dict[str, int] | None = None
+
+    # -- wait ---------------------------------------------------------------------------------
+    def wait(self, step: Step, ctx: WorkflowContext) -> StepResult:
+        total = float(step.duration_seconds or 0)
+        remaining = total
+        prior = self.prior
+        if (prior is not None and prior.status in ("running", "failed") and prior.started_at
+                and (self.upstream_at is None or prior.started_at >= self.upstream_at)):
+            elapsed = (utcnow() - prior.started_at).total_seconds()
+            remaining = max(0.0, total - elapsed)
+            ctx.log.info(f"continuing the wait started at {prior.started_at.isoformat()}: "
+                         f"{remaining:.1f}s of {total:g}s left")
+        time.sleep(remaining)
+        return StepResult.ok(output={"waited_seconds": total,
+                                     "slept_seconds": round(remaining, 3)})
+
+    # -- map ------------------------------------------------------------------------------------
+    def run_map(self, step: Step, ctx: WorkflowContext) -> StepResult:
+        items = map_items(step, ctx)
+        if isinstance(items, StepResult):
+            return items
+        store, run_id = self.state.store, self.state.spine_run_id
+        stored = store.item_checkpoints(run_id, step.name, self.index)
+        hashes = [item_hash(item) for item in items]
+        reused: dict[int, Checkpoint] = {}
+        stale: list[int] = [i for i in stored if i >= len(items)]
+        for i in range(len(items)):
+            checkpoint = stored.get(i)
+            if checkpoint is None:
+                continue
+            if (checkpoint.metadata.get(ITEM_HASH) == hashes[i]
+                    and not _params_changed(checkpoint, step, ctx, items[i])):
+                reused[i] = checkpoint
+            else:
+                stale.append(i)
+        store.supersede_items(run_id, step.name, self.index, stale)
+        to_run = [i for i in range(len(items)) if i not in reused]
+        progress = _MapProgress(self.context, step.name, len(items), len(reused))
+        if reused:
+            ctx.log.info(f"map: reusing the checkpoints of {len(reused)} of {len(items)} items; "
+                         f"running {len(to_run)}")
+        outputs: dict[int, Any] = {i: item_output(step, cp.context) for i, cp in reused.items()}
+        failures: list[tuple[int, str, str]] = []
+        lock = threading.Lock()
+
+        def work(i: int) -> None:
+            item_ctx, failed = run_item(step, ctx, items[i], StepServices())
+            if failed is None:
+                self._save_item(step, i, item_ctx, hashes[i])
+                with lock:
+                    outputs[i] = item_output(step, item_ctx)
+            else:
+                with lock:
+                    failures.append((i, f"{failed.step_name}: {failed.error}",
+                                     failed.error_category or "INTERNAL"))
+            progress.item_done(failed is not None)
+
+        with ThreadPoolExecutor(max_workers=max(1, step.max_concurrency),
+                                thread_name_prefix=f"spine-map-{step.name[:20]}") as pool:
+            for future in [pool.submit(work, i) for i in to_run]:
+                future.result()
+        progress.finish()
+        self.map_counts = {"items": len(items), "reused": len(reused),
+                           "ran": len(to_run), "failed": len(failures)}
+        if failures:
+            return map_failure(step, len(items), sorted(failures))
+        return StepResult(True, [outputs[i] for i in range(len(items))])  # type: ignore[arg-type]
+
+    def _save_item(self, step: Step, i: int, item_ctx: WorkflowContext, digest: str) -> None:
+        name = f"{step.name}[{i}]"
+        data = item_ctx.to_dict()
+        snapshot = build_snapshot(self.state.spine_run_id, item_ctx.workflow_name, name, data,
+                                  dagster_run_id=self.state.dagster_run_id,
+                                  dagster_version=dagster.__version__)
+        snapshot["metadata"][ITEM_HASH] = digest
+        self.state.store.save_checkpoint(
+            run_id=self.state.spine_run_id, workflow_name=item_ctx.workflow_name, step_name=name,
+            step_index=self.index, dagster_run_id=self.state.dagster_run_id,
+            snapshot=RawJSON(dumps_snapshot(snapshot, None, what=f"the checkpoint of {name}")),
+            step_status=None, item_index=i)
+
+
+def _params_changed(checkpoint: Checkpoint, step: Step, ctx: WorkflowContext, item: Any) -> bool:
+    """Did a param that the item's steps read change since its checkpoint was written?"""
+    before = checkpoint.context_snapshot.get("params") or {}
+    now = {**step.iterator_workflow.defaults, **ctx.params, step.item_param: item}
+    reads = (checkpoint.metadata.get(PARAMS_READ) or {})
+    keys = {k for step_keys in reads.values() for k in step_keys}
+    if "*" in keys:
+        keys = set(before) | set(now)
+    keys.discard(step.item_param)
+    keys.discard("__resumed__")
+    missing = object()
+    return any(before.get(k, missing) != now.get(k, missing) for k in keys)
+
+
+class _MapProgress:
+    """Items done, failed and remaining, in the run log at most once a second."""
+
+    def __init__(self, context: Any, step_name: str, total: int, reused: int) -> None:
+        self.context, self.step_name, self.total = context, step_name, total
+        self.done, self.failed = reused, 0
+        self._last = 0.0
+        self._lock = threading.Lock()
+
+    def item_done(self, failed: bool) -> None:
+        with self._lock:
+            self.done += 1
+            self.failed += int(failed)
+            now = time.monotonic()
+            if now - self._last < PROGRESS_SECONDS:
+                return
+            self._last = now
+        self._emit()
+
+    def _emit(self) -> None:
+        remaining = self.total - self.done
+        self.context.log.info(f"map {self.step_name}: {self.done - self.failed} done, "
+                              f"{self.failed} failed, {remaining} remaining of {self.total}")
+
+    def finish(self) -> None:
+        self._emit()
+
+
+__all__ = ["DagsterServices", "StepLog", "item_hash", "dumps"]

@@ -1,0 +1,132 @@
+"""The spine checkpoint format: what a ``context_snapshot`` holds, and how a stored one is checked.
+
+Pure Python, no Dagster and no database. A snapshot is the serialized ``WorkflowContext`` after a
+step, at top level, plus the checkpoint's own metadata::
+
+    {"run_id": "...", "workflow_name": "my.workflow", "step_name": "step2",
+     "params": {...}, "outputs": {"step1": {...}, "step2": {...}}, "quality_metrics": {...},
+     "partition": {...}, "started_at": "2026-01-10T12:00:00+00:00",
+     "metadata": {"created_at": "...", "python_version": "3.11.7", "spine_dagster_version": "...",
+                  "dagster_version": "...", "dagster_run_id": "...", "params_read": {...}}}
+
+A snapshot read back from the database is untrusted: :func:`check_snapshot` refuses one that
+``spine_dagster`` cannot have written (missing keys, wrong types, another run's or step's row, a
+step without its own output), so that a resume never continues from an empty or partial context.
+
+Example:
+    >>> snapshot = build_snapshot("r1", "wf", "a", {"params": {"k": 1}, "outputs": {"a": {}},
+    ...                                              "started_at": "2026-01-10T12:00:00+00:00"},
+    ...                           dagster_run_id="d1", dagster_version="1.13")
+    >>> check_snapshot(snapshot, run_id="r1", step_name="a")["params"]
+    {'k': 1}
+    >>> check_snapshot({}, run_id="r1", step_name="a")
+    Traceback (most recent call last):
+    ...
+    spine_dagster.errors.CheckpointCorruptError: the checkpoint of step 'a' in run 'r1' lacks ...
+"""
+
+from __future__ import annotations
+
+import platform
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+from .errors import CheckpointCorruptError
+from .version import __version__
+
+CONTEXT_KEYS = ("params", "outputs", "quality_metrics", "partition", "started_at")
+CHECKPOINT_METADATA = ("created_at", "python_version", "spine_dagster_version", "dagster_version",
+                       "dagster_run_id")
+PARAMS_READ = "params_read"
+"""Context metadata: for each step so far, the param keys it read (``["*"]``: all of them)."""
+_REQUIRED: dict[str, tuple[type, ...]] = {
+    "run_id": (str,), "workflow_name": (str,), "step_name": (str,), "params": (dict,),
+    "outputs": (dict,), "metadata": (dict,),
+}
+_OPTIONAL: dict[str, tuple[type, ...]] = {
+    "quality_metrics": (dict, type(None)), "started_at": (str, type(None)),
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def build_snapshot(run_id: str, workflow_name: str, step_name: str, context: Mapping[str, Any],
+                   *, dagster_run_id: str | None, dagster_version: str) -> dict[str, Any]:
+    """A checkpoint's ``context_snapshot``: the serialized context plus checkpoint metadata.
+
+    ``context`` is ``WorkflowContext.to_dict()``. ``metadata`` holds the context's own metadata
+    plus ``created_at``, ``python_version``, ``spine_dagster_version``, ``dagster_version`` and
+    ``dagster_run_id``.
+    """
+    snapshot: dict[str, Any] = {"run_id": run_id, "workflow_name": workflow_name,
+                                "step_name": step_name}
+    for key in CONTEXT_KEYS:
+        snapshot[key] = context.get(key)
+    snapshot["metadata"] = {
+        **(context.get("metadata") or {}),
+        "created_at": utcnow().isoformat(),
+        "python_version": platform.python_version(),
+        "spine_dagster_version": __version__,
+        "dagster_version": dagster_version,
+        "dagster_run_id": dagster_run_id,
+    }
+    return snapshot
+
+
+def context_of(snapshot: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``WorkflowContext.to_dict()`` form inside a checkpoint snapshot."""
+    context = {key: snapshot.get(key) for key in CONTEXT_KEYS}
+    context["run_id"] = snapshot.get("run_id")
+    context["workflow_name"] = snapshot.get("workflow_name")
+    context["metadata"] = {k: v for k, v in (snapshot.get("metadata") or {}).items()
+                           if k not in CHECKPOINT_METADATA}
+    return context
+
+
+def check_snapshot(snapshot: Any, *, run_id: str, step_name: str,
+                   own_output: bool = True) -> dict[str, Any]:
+    """``snapshot`` if it has the shape spine_dagster writes, else ``CheckpointCorruptError``.
+
+    ``own_output``: the step's own output must be among the outputs (true of every step
+    checkpoint; a map item's row holds the item's own outputs instead).
+    """
+    where = f"the checkpoint of step {step_name!r} in run {run_id!r}"
+    fix = (f" Inspect the stored row with: spine-dagster checkpoint {run_id} {step_name} --json; "
+           f"repair it, or delete the run's checkpoints to start over.")
+    if not isinstance(snapshot, dict):
+        raise CheckpointCorruptError(
+            f"{where} is {type(snapshot).__name__}, not a JSON object.{fix}")
+    missing = [key for key in _REQUIRED if key not in snapshot]
+    if missing:
+        raise CheckpointCorruptError(
+            f"{where} lacks {', '.join(repr(k) for k in missing)}; a resume from it would lose "
+            f"data.{fix}")
+    for key, types in {**_REQUIRED, **_OPTIONAL}.items():
+        if key in snapshot and not isinstance(snapshot[key], types):
+            expected = " or ".join("null" if t is type(None) else
+                                   {"dict": "an object", "str": "text"}.get(t.__name__, t.__name__)
+                                   for t in types)
+            raise CheckpointCorruptError(
+                f"{where}: {key!r} is {type(snapshot[key]).__name__}, expected {expected}.{fix}")
+    if snapshot["run_id"] != run_id or snapshot["step_name"] != step_name:
+        raise CheckpointCorruptError(
+            f"{where} holds the context of step {snapshot['step_name']!r} of run "
+            f"{snapshot['run_id']!r}: the row was copied or edited.{fix}")
+    if own_output and step_name not in snapshot["outputs"]:
+        raise CheckpointCorruptError(
+            f"{where} has no output of step {step_name!r} itself; the outputs were truncated.{fix}")
+    started = snapshot.get("started_at")
+    if started is not None:
+        try:
+            datetime.fromisoformat(started)
+        except ValueError:
+            raise CheckpointCorruptError(
+                f"{where}: started_at {started!r} is not an ISO date and time.{fix}") from None
+    reads = snapshot["metadata"].get(PARAMS_READ)
+    if reads is not None and not (isinstance(reads, dict) and all(
+            isinstance(v, list) and all(isinstance(k, str) for k in v) for v in reads.values())):
+        raise CheckpointCorruptError(
+            f"{where}: metadata.{PARAMS_READ} is not a map of step names to lists of keys.{fix}")
+    return snapshot
