@@ -19,6 +19,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Callable
 
+from .policies import ErrorCategory, ErrorPolicy, RetryPolicy
+
+__all__ = ["ErrorCategory", "ErrorPolicy", "RetryPolicy", "Step", "StepType", "Workflow"]
+
 
 class StepType(str, Enum):
     """What a step does."""
@@ -28,45 +32,6 @@ class StepType(str, Enum):
     CHOICE = "choice"
     WAIT = "wait"
     MAP = "map"
-
-
-class ErrorPolicy(str, Enum):
-    """What a failing step does to its run."""
-
-    STOP = "stop"
-    CONTINUE = "continue"
-    RETRY = "retry"
-
-
-class ErrorCategory(str, Enum):
-    """Why a step failed. Auto-resume and retries act on the category."""
-
-    INTERNAL = "INTERNAL"
-    DATA_QUALITY = "DATA_QUALITY"
-    TRANSIENT = "TRANSIENT"
-    TIMEOUT = "TIMEOUT"
-    DEPENDENCY = "DEPENDENCY"
-    CONFIGURATION = "CONFIGURATION"
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How a step with ``on_error=ErrorPolicy.RETRY`` is retried inside one run."""
-
-    max_attempts: int = 3
-    initial_delay_seconds: float = 1.0
-    backoff_multiplier: float = 2.0
-    max_delay_seconds: float = 60.0
-    retryable_categories: tuple[str, ...] = ("TRANSIENT", "TIMEOUT")
-
-    def delay_for(self, attempt: int) -> float:
-        """Seconds to wait before attempt ``attempt + 1`` (``attempt`` counts from 1)."""
-        delay = self.initial_delay_seconds * self.backoff_multiplier ** max(attempt - 1, 0)
-        return min(delay, self.max_delay_seconds)
-
-    def is_retryable(self, category: str | ErrorCategory | None) -> bool:
-        value = category.value if isinstance(category, ErrorCategory) else category
-        return value in self.retryable_categories
 
 
 Handler = Callable[..., Any]
