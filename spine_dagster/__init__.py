@@ -43,6 +43,7 @@ from .errors import (
 from .io_manager import SpineCheckpointIOManager
 from .model import ErrorCategory, ErrorPolicy, RetryPolicy, Step, StepType, Workflow
 from .pipelines import pipeline, registered_pipelines
+from .quality import QualityThresholds
 from .resources import SpineRunConfig
 from .results import QualityMetrics, StepExecution, StepResult, WorkflowResult, WorkflowStatus
 from .resume_job import SpineWebserver, build_resume_job
@@ -68,6 +69,7 @@ __all__ = [
     "InvalidWorkflowError",
     "NothingToResumeError",
     "QualityMetrics",
+    "QualityThresholds",
     "RemoteRun",
     "RetryPolicy",
     "RunInProgressError",
