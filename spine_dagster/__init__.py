@@ -16,6 +16,7 @@ from .automation import (
 )
 from .client import RemoteRun, SpineDagsterClient
 from .compiler import SpineStepFailure, build_job, op_name_for
+from .conditions import Condition
 from .context import WorkflowContext
 from .definitions import SpineJob, build_definitions
 from .errors import (
@@ -23,6 +24,7 @@ from .errors import (
     CheckpointSerializationError,
     CheckpointTooLargeError,
     CheckpointWriteError,
+    ConditionError,
     DatabaseUnavailableError,
     InvalidAutomationError,
     InvalidRetentionError,
@@ -61,6 +63,8 @@ __all__ = [
     "CheckpointStore",
     "CheckpointTooLargeError",
     "CheckpointWriteError",
+    "Condition",
+    "ConditionError",
     "DatabaseUnavailableError",
     "ErrorCategory",
     "ErrorPolicy",
