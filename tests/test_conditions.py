@@ -7,7 +7,16 @@ from collections.abc import Mapping
 
 import pytest
 
-from spine_dagster import Condition, ConditionError, InvalidWorkflowError, WorkflowContext
+from spine_dagster import (
+    Condition,
+    ConditionError,
+    InvalidWorkflowError,
+    Step,
+    StepType,
+    Workflow,
+    WorkflowContext,
+)
+from spine_dagster.execution import run_step
 
 
 def ctx_with(**params) -> WorkflowContext:
@@ -160,3 +169,24 @@ def test_to_dict_returns_the_data_form_as_given():
     assert len(condition.to_dict()["all"]) == 2
     assert condition == Condition(condition.to_dict())
     assert repr(Condition({"param": "x", "gt": 1})) == "Condition({'param': 'x', 'gt': 1})"
+
+
+def test_a_choice_step_takes_a_dict_or_a_callable():
+    step = Step.choice("route", {"param": "mode", "equals": "fast"}, then_step="load")
+    assert isinstance(step.condition, Condition) and step.step_type is StepType.CHOICE
+    assert Step.choice("route", lambda ctx: True, "load").condition(None) is True
+    with pytest.raises(InvalidWorkflowError, match=re.escape(
+            "step 'route': condition: unknown key 'eq'")):
+        Step.choice("route", {"param": "mode", "eq": "fast"}, then_step="load")
+
+
+def test_a_data_condition_routes_a_choice_step():
+    wf = Workflow("cond.route", [
+        Step.choice("route", {"param": "mode", "equals": "fast"}, then_step="fast",
+                    else_step="slow"),
+        Step.wait("slow", 0),
+        Step.wait("fast", 0),
+    ])
+    fast = run_step(wf.get_step("route"), ctx_with(mode="fast"))
+    slow = run_step(wf.get_step("route"), ctx_with(mode="careful"))
+    assert fast.result.next_step == "fast" and slow.result.next_step == "slow"
