@@ -53,6 +53,7 @@ from .retention import CheckpointRetention, cleanup_job, cleanup_schedule
 from .runner import WorkflowRunner
 from .store import Checkpoint, CheckpointStore, RunRecord
 from .version import __version__
+from .workflow_yaml import load_workflow_yaml, workflow_from_yaml, workflow_to_yaml
 
 __all__ = [
     "AutoResume",
@@ -109,6 +110,7 @@ __all__ = [
     "build_resume_job",
     "cleanup_job",
     "cleanup_schedule",
+    "load_workflow_yaml",
     "op_name_for",
     "pipeline",
     "registered_pipelines",
@@ -116,4 +118,6 @@ __all__ = [
     "spine_run_config",
     "spine_schedule",
     "spine_sensor",
+    "workflow_from_yaml",
+    "workflow_to_yaml",
 ]
