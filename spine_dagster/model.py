@@ -88,7 +88,7 @@ REQUIRED_KEYS = {
 class Step:
     """One step of a workflow. Build steps with the factories: ``Step.lambda_``, ``Step.pipeline``...
 
-    Every factory also takes these keyword-only options (default None):
+    Every factory also takes ``on_error`` and these keyword-only options (default None):
     ``retry_policy``, ``checkpoint`` (True: checkpoint after this step, False: never),
     ``quality_thresholds`` (a ``QualityThresholds``), ``pool`` (a Dagster concurrency pool for the
     step's op), ``fuse`` (False keeps the step out of fused ops), ``produces`` (the asset key the
@@ -285,14 +285,14 @@ class Step:
         Raises:
             InvalidWorkflowError: for a lambda step, or a choice on a Python callable.
         """
-        data: dict[str, Any] = {"name": self.name, "type": self.step_type.value}
-        if self.description is not None:
-            data["description"] = self.description
         if self.step_type is StepType.LAMBDA:
             raise self._fail(
                 "a lambda step runs a Python function, which cannot be written as data. Register "
                 "the function with @spine_dagster.pipeline('NAME') and use "
                 f"Step.pipeline({self.name!r}, 'NAME') instead")
+        data: dict[str, Any] = {"name": self.name, "type": self.step_type.value}
+        if self.description is not None:
+            data["description"] = self.description
         if self.step_type is StepType.PIPELINE:
             data["pipeline"] = self.pipeline_name
             if self.config:
