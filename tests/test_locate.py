@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import textwrap
-import uuid
 
 import pytest
 
@@ -12,26 +11,12 @@ from spine_dagster import WorkflowNotFoundError, load_workflow_yaml
 from spine_dagster.locate import is_importable, load_workflow, workflow_ref, yaml_ref
 from spine_dagster.pipelines import unregister_pipeline
 
+from yaml_pipelines import PIPELINES, pipelines  # noqa: F401 - fixture
+
 
 @pytest.fixture
-def flow(tmp_path, monkeypatch):
+def flow(tmp_path, pipelines):
     """A YAML workflow (fetch -> load) and the module that registers its pipelines."""
-    module = f"locate_pipes_{uuid.uuid4().hex[:10]}"
-    (tmp_path / f"{module}.py").write_text(textwrap.dedent(f"""
-        from spine_dagster import StepResult, pipeline
-
-        BROKEN = {{"load": False}}
-
-        @pipeline("{module}.fetch")
-        def fetch(ctx, config):
-            return {{"rows": 3}}
-
-        @pipeline("{module}.load")
-        def load(ctx, config):
-            if BROKEN["load"]:
-                return StepResult.fail("warehouse down", "TRANSIENT")
-            return {{"loaded": ctx.get_output("fetch", "rows")}}
-    """))
     path = tmp_path / "flow.yaml"
     path.write_text(textwrap.dedent(f"""
         apiVersion: spine.io/v1
@@ -39,14 +24,10 @@ def flow(tmp_path, monkeypatch):
         metadata: {{name: locate.yaml}}
         spec:
           steps:
-            - {{name: fetch, pipeline: {module}.fetch}}
-            - {{name: load, pipeline: {module}.load}}
+            - {{name: fetch, pipeline: {pipelines}.fetch}}
+            - {{name: load, pipeline: {pipelines}.load}}
     """))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield path, module
-    for name in ("fetch", "load"):
-        unregister_pipeline(f"{module}.{name}")
-    sys.modules.pop(module, None)
+    return path, pipelines
 
 
 def test_yaml_ref_encoding():
@@ -62,7 +43,7 @@ def test_a_workflow_loaded_from_yaml_is_referenced_by_its_file(flow):
     ref = workflow_ref(wf)
     assert ref == f"yaml:{path}#{module}"
     sys.modules.pop(module)  # another process: nothing imported yet
-    for name in ("fetch", "load"):
+    for name in PIPELINES:
         unregister_pipeline(f"{module}.{name}")
     again = load_workflow(ref)
     assert again.to_dict() == wf.to_dict()
@@ -108,4 +89,4 @@ def test_a_yaml_workflow_runs_and_resumes_from_its_file(runner, flow):
     resumed = runner.resume(result.run_id)  # no workflow=: loaded again from the file
     assert resumed.status == "completed"
     assert resumed.completed_steps == ["load"]
-    assert resumed.context.outputs["load"] == {"loaded": 3}
+    assert resumed.context.outputs["load"] == {"table": None, "rows": 3}

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import random
 import sys
-import textwrap
-import uuid
 
 import pytest
 
@@ -25,9 +23,9 @@ from spine_dagster import (
     workflow_from_yaml,
     workflow_to_yaml,
 )
-from spine_dagster.pipelines import unregister_pipeline
 
 from random_workflows import random_workflow
+from yaml_pipelines import pipelines  # noqa: F401 - fixture
 
 FULL = """\
 apiVersion: spine.io/v1
@@ -81,36 +79,6 @@ spec:
       produces: warehouse/orders
       on_error: continue
 """
-
-
-@pytest.fixture
-def pipelines(tmp_path, monkeypatch):
-    """An importable module that registers ``<module>.fetch``, ``.parse`` and ``.load``."""
-    name = f"yaml_pipes_{uuid.uuid4().hex[:10]}"
-    (tmp_path / f"{name}.py").write_text(textwrap.dedent(f"""
-        from spine_dagster import StepResult, pipeline
-
-        BROKEN = {{"load": False}}
-
-        @pipeline("{name}.fetch")
-        def fetch(ctx, config):
-            return {{"rows": config.get("limit", 0)}}
-
-        @pipeline("{name}.parse")
-        def parse(ctx, config):
-            return {{"parsed": config.get("file")}}
-
-        @pipeline("{name}.load")
-        def load(ctx, config):
-            if BROKEN["load"]:
-                return StepResult.fail("warehouse down", "TRANSIENT")
-            return {{"loaded": config.get("table")}}
-    """))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield name
-    for pipe in ("fetch", "parse", "load"):
-        unregister_pipeline(f"{name}.{pipe}")
-    sys.modules.pop(name, None)
 
 
 def write(tmp_path, text: str, name: str = "flow.yaml"):
