@@ -30,9 +30,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .policies import ErrorCategory, error_categories
 from .data_checks import check_keys
 from .errors import InvalidWorkflowError
+from .policies import ErrorCategory, error_categories
 
 DEFAULT_CATEGORIES = (ErrorCategory.TRANSIENT.value, ErrorCategory.TIMEOUT.value,
                       ErrorCategory.DEPENDENCY.value)

@@ -17,8 +17,8 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from .policies import ErrorCategory
 from .context import WorkflowContext
+from .policies import ErrorCategory
 
 
 class WorkflowStatus(str, Enum):
