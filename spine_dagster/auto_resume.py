@@ -28,10 +28,11 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
+from .data_checks import check_keys
 from .errors import InvalidWorkflowError
-from .model import ErrorCategory, Workflow
+from .policies import ErrorCategory, error_categories
 
 DEFAULT_CATEGORIES = (ErrorCategory.TRANSIENT.value, ErrorCategory.TIMEOUT.value,
                       ErrorCategory.DEPENDENCY.value)
@@ -61,11 +62,16 @@ class AutoResume:
             raise InvalidWorkflowError(
                 f"AutoResume(max_resumes={self.max_resumes!r}): use a whole number >= 1 (to turn "
                 f"auto-resume off, leave Workflow(auto_resume=None)).")
-        object.__setattr__(self, "categories", _categories(self.categories))
+        object.__setattr__(self, "categories",
+                           error_categories(self.categories, owner="AutoResume"))
 
     def is_retryable(self, category: str | ErrorCategory | None) -> bool:
         value = category.value if isinstance(category, ErrorCategory) else category
         return value in self.categories
+
+    def to_dict(self) -> dict[str, Any]:
+        """The data form (YAML, JSON): ``{"max_resumes": ..., "categories": [...]}``."""
+        return {"max_resumes": self.max_resumes, "categories": list(self.categories)}
 
     def job_tags(self) -> dict[str, str]:
         """The run tags that turn on Dagster's run retries for the job."""
@@ -73,29 +79,17 @@ class AutoResume:
                 RETRY_ON_FAILURE_TAG: "true", AUTO_RESUME_TAG: ",".join(self.categories)}
 
 
-def _categories(values: Iterable[Any]) -> tuple[str, ...]:
-    if isinstance(values, (str, ErrorCategory)):
-        values = (values,)
-    known = [c.value for c in ErrorCategory]
-    result = []
-    for value in values:
-        name = value.value if isinstance(value, ErrorCategory) else str(value).upper()
-        if name not in known:
-            raise InvalidWorkflowError(
-                f"AutoResume: unknown error category {value!r}; use some of {known}.")
-        result.append(name)
-    if not result:
-        raise InvalidWorkflowError("AutoResume: categories is empty; name at least one category.")
-    return tuple(dict.fromkeys(result))
+def auto_resume_of(workflow: Any) -> AutoResume | None:
+    """The ``auto_resume`` of ``workflow`` (a ``Workflow``) as an ``AutoResume``; None when off."""
+    return coerce_auto_resume(getattr(workflow, "auto_resume", None), workflow_name=workflow.name)
 
 
-def auto_resume_of(workflow: Workflow) -> AutoResume | None:
-    """The workflow's ``auto_resume`` as an ``AutoResume`` (None when it is off).
+def coerce_auto_resume(value: Any, *, workflow_name: str) -> AutoResume | None:
+    """A workflow's ``auto_resume`` setting as an ``AutoResume`` (None when it is off).
 
     Accepts ``None``/``False`` (off), ``True`` (defaults), an ``int`` (``max_resumes``), a mapping
     of ``AutoResume`` fields, or an ``AutoResume``.
     """
-    value = getattr(workflow, "auto_resume", None)
     if value is None or value is False:
         return None
     if value is True:
@@ -105,13 +99,14 @@ def auto_resume_of(workflow: Workflow) -> AutoResume | None:
     if isinstance(value, int):
         return AutoResume(max_resumes=value)
     if isinstance(value, Mapping):
+        check_keys(value, ("max_resumes", "categories"), f"workflow {workflow_name!r}: auto_resume")
         return AutoResume(**value)
     raise InvalidWorkflowError(
-        f"workflow {workflow.name!r}: auto_resume={value!r} is not supported; use "
+        f"workflow {workflow_name!r}: auto_resume={value!r} is not supported; use "
         f"AutoResume(max_resumes=..., categories=...), True, or a number of resumes.")
 
 
-def auto_resume_tags(workflow: Workflow) -> dict[str, str]:
+def auto_resume_tags(workflow: Any) -> dict[str, str]:
     """The job tags for ``workflow``'s auto-resume (empty when it is off)."""
     policy = auto_resume_of(workflow)
     return policy.job_tags() if policy else {}

@@ -136,6 +136,10 @@ class InvalidWorkflowError(SpineDagsterError, ValueError):
     """A workflow cannot be compiled to a Dagster job."""
 
 
+class ConditionError(SpineDagsterError, TypeError):
+    """A choice step's data condition cannot compare the value it read (say, text with a number)."""
+
+
 class InvalidAutomationError(SpineDagsterError, ValueError):
     """A schedule, sensor or code-location option cannot be built as asked."""
 

@@ -4,7 +4,11 @@ A *workflow reference* is a string recorded with every spine run:
 
 * ``module:attr``          a workflow at module level in an importable module;
 * ``file:/abs/path.py:attr`` a workflow at module level in a script run as ``python script.py``;
-* ``local:name:token``     a workflow built inside a function: usable only in this process.
+* ``local:name:token``     a workflow built inside a function: usable only in this process;
+* ``yaml:/abs/flow.yaml``  a workflow loaded with ``load_workflow_yaml``; when it was loaded
+  with ``pipelines_module=``, the module follows a ``#``: ``yaml:/abs/flow.yaml#pkg.pipelines``.
+  The ``#`` and the module are written whenever the path itself holds a ``#``
+  (``yaml:/a#b.yaml#``), so the part after the last ``#`` is always the module (maybe empty).
 
 A ``local:`` reference is held weakly: the workflow (with its closures) goes when the caller
 drops it, so long-lived processes (notebooks, code servers) do not keep every workflow they ever
@@ -32,6 +36,7 @@ from types import ModuleType
 
 from .errors import WorkflowNotFoundError
 from .model import Workflow
+from .workflow_yaml import load_workflow_yaml
 
 _LOCAL: weakref.WeakValueDictionary[str, Workflow] = weakref.WeakValueDictionary()
 _LOCAL_ATTR = "_spine_local_ref"
@@ -48,6 +53,8 @@ def _find_attr(module: ModuleType, workflow: Workflow) -> str | None:
 
 def workflow_ref(workflow: Workflow) -> str:
     """The reference of ``workflow``: importable when possible, else a process-local one."""
+    if workflow.source_file:
+        return yaml_ref(workflow.source_file, workflow.pipelines_module)
     module_name = workflow.defined_in
     module = sys.modules.get(module_name) if module_name else None
     if module is not None:
@@ -60,6 +67,27 @@ def workflow_ref(workflow: Workflow) -> str:
             else:
                 return f"{module_name}:{attr}"
     return local_ref(workflow)
+
+
+def yaml_ref(path: str, pipelines_module: str | None = None) -> str:
+    """The reference of the YAML file at ``path`` (and the module that registers its pipelines)."""
+    path = os.path.abspath(path)
+    if pipelines_module or "#" in path:
+        return f"yaml:{path}#{pipelines_module or ''}"
+    return f"yaml:{path}"
+
+
+def _load_yaml(ref: str, what: str) -> Workflow:
+    rest = ref[len("yaml:"):]
+    path, _, module = rest.rpartition("#") if "#" in rest else (rest, "", "")
+    try:
+        return load_workflow_yaml(path, pipelines_module=module or None)
+    except Exception as exc:  # noqa: BLE001
+        raise WorkflowNotFoundError(
+            f"{what} is defined in the YAML file {path}"
+            f"{f' with the pipelines of module {module!r}' if module else ''}, which could not be "
+            f"loaded ({type(exc).__name__}: {exc}). Restore the file at that path (and make its "
+            f"pipelines importable), or pass workflow= to resume().") from exc
 
 
 def local_ref(workflow: Workflow) -> str:
@@ -109,6 +137,8 @@ def load_workflow(ref: str, *, workflow_name: str | None = None) -> Workflow:
             f"an importable workflow: define it at module level in an importable module (or a "
             f"script), or pass workflow= to resume()."
         )
+    if ref.startswith("yaml:"):
+        return _load_yaml(ref, what)
     if ref.startswith("file:"):
         path, _, attr = ref[len("file:"):].rpartition(":")
         try:

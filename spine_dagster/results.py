@@ -20,7 +20,7 @@ from enum import Enum
 from typing import Any
 
 from .context import WorkflowContext
-from .model import ErrorCategory
+from .policies import ErrorCategory
 
 
 class WorkflowStatus(str, Enum):
