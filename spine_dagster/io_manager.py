@@ -274,4 +274,6 @@ def no_upstream_checkpoint(store: CheckpointStore, run_id: str, step_name: str,
 
 def in_process(context: Any) -> bool:
     """True when the run's steps all run in this process (the in-process executor)."""
-    return context.step_context.job_def.executor_def.name == "in_process"
+    step_context = getattr(context, "step_context", None)
+    job_def = step_context.job_def if step_context is not None else context.job_def
+    return job_def.executor_def.name == "in_process"
