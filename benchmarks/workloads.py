@@ -140,25 +140,33 @@ WAIT_SECONDS: list[float] = []
 
 
 def _time_checkpoint_barrier() -> None:
-    """Also time the barrier where a run waits for its background checkpoint writes.
+    """Time each step's checkpoint recording, and the barrier where a run waits for writes.
 
-    In-process runs write a step's checkpoint on a background thread while Dagster records the
-    step; the next step waits for it (``io_manager.flush_checkpoints``). What checkpointing
-    costs a run is ``handle_output`` plus those waits.
+    In-process runs on PostgreSQL write a step's checkpoint on a background thread while Dagster
+    records the step; the next step waits for it (``RunState.flush``). What checkpointing costs a
+    run is the recording in the op (``engine._record``) plus those waits.
     """
-    from spine_dagster import io_manager
+    from spine_dagster import engine, run_state
 
-    write_behind = io_manager.WRITE_BEHIND
-    wait = write_behind.wait
+    flush = run_state.RunState.flush
+    record = engine._record
 
-    def timed_wait(dagster_run_id: str):
+    def timed_flush(self):
         start = time.perf_counter()
         try:
-            return wait(dagster_run_id)
+            return flush(self)
         finally:
             WAIT_SECONDS.append(time.perf_counter() - start)
 
-    write_behind.wait = timed_wait
+    def timed_record(context, io, state, workflow, step, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return record(context, io, state, workflow, step, *args, **kwargs)
+        finally:
+            WRITE_SECONDS.append((step.name, time.perf_counter() - start))
+
+    run_state.RunState.flush = timed_flush
+    engine._record = timed_record
 
 
 _time_checkpoint_barrier()
@@ -173,28 +181,20 @@ class _TimedStore:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    def save_checkpoint(self, **kwargs: Any) -> Any:
+    def record_checkpoint(self, **kwargs: Any) -> Any:
         start = time.perf_counter()
         try:
-            return self._store.save_checkpoint(**kwargs)
+            return self._store.record_checkpoint(**kwargs)
         finally:
             SAVE_SECONDS.append((kwargs["step_name"], time.perf_counter() - start))
 
 
 class TimedCheckpointIOManager(SpineCheckpointIOManager):
-    """``SpineCheckpointIOManager`` that records how long each ``handle_output`` takes.
-
-    ``handle_output`` is where a checkpoint is serialized, size-checked and written; the
-    database part of it (``CheckpointStore.save_checkpoint``) is recorded on its own as well.
-    """
+    """``SpineCheckpointIOManager`` whose store times the database part of each checkpoint write
+    (``CheckpointStore.record_checkpoint``); the whole recording is timed in ``engine._record``."""
 
     def get_store(self) -> Any:
         return _TimedStore(super().get_store())
-
-    def handle_output(self, context, obj) -> None:
-        start = time.perf_counter()
-        super().handle_output(context, obj)
-        WRITE_SECONDS.append((obj.step_name, time.perf_counter() - start))
 
 
 def timed_spine_job(name: str, n_steps: int, database_url: str, **sizes: Any):

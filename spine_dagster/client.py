@@ -60,6 +60,7 @@ from .resume import (
     guard_not_running,
     nodes_from,
     plan_resume,
+    refuse_completed,
     resume_run_config,
     resume_tags,
 )
@@ -247,6 +248,7 @@ class SpineDagsterClient(GraphQLTransport):
                  start_from: str | None, on_stale: str
                  ) -> tuple[RunRecord, ResumePlan, RemoteRun, str, str, dict[str, Any]]:
         record = self._record(run_id)
+        refuse_completed(record, start_from)  # before asking the webserver anything
         parent_id = record.last_dagster_run_id
         if parent_id is None:
             raise UnknownRunError(f"spine run {record.run_id!r} has no Dagster run to resume")

@@ -135,7 +135,8 @@ def run_op(context: Any, workflow: Workflow, indices: Sequence[int], spine_ctx: 
         _release_transit(context, state)
     state_obj = SpineState(workflow.name, workflow.steps[indices[-1]].name, indices[-1],
                            ctx.to_dict(), checkpointed=size is not None, final=final is not None,
-                           checkpoint_bytes=size)
+                           checkpoint_bytes=size,
+                           checkpoints_deleted=getattr(state, "checkpoints_deleted", None))
     return Output(state_obj, metadata=_metadata(outcome, report, fused))
 
 
@@ -349,7 +350,7 @@ def _record(context: Any, io: SpineCheckpointIOManager, state: RunState, workflo
                                       final_context=data if final else None, step_status=status,
                                       step_error=step_error, next_step=next_step)
         if drop:
-            _delete_on_success(context, state)
+            state.checkpoints_deleted = _delete_on_success(context, state)
         return None, attempt
     except Exception as exc:
         record_failure(store, run_id, state.dagster_run_id, step.name, exc,
@@ -357,7 +358,7 @@ def _record(context: Any, io: SpineCheckpointIOManager, state: RunState, workflo
         raise
 
 
-def _delete_on_success(context: Any, state: RunState) -> None:
+def _delete_on_success(context: Any, state: RunState) -> int | None:
     """``delete_checkpoints_on_success``: best effort, the run has completed either way."""
     try:
         deleted = state.store.delete_checkpoints(state.spine_run_id)
@@ -365,8 +366,9 @@ def _delete_on_success(context: Any, state: RunState) -> None:
         context.log.warning(f"spine run {state.spine_run_id} completed, but deleting its "
                             f"checkpoints failed ({exc}); delete them with: spine-dagster delete "
                             f"{state.spine_run_id}")
-        return
+        return None
     context.log.info(f"spine: deleted {deleted} checkpoint(s) of the completed run")
+    return deleted
 
 
 def _release_transit(context: Any, state: RunState) -> None:

@@ -67,6 +67,7 @@ class SpineState:
     checkpointed: bool
     final: bool = False
     checkpoint_bytes: int | None = None
+    checkpoints_deleted: int | None = None  # delete_checkpoints_on_success, at the run's end
 
 
 def check_settings(*, checkpoint_strategy: str | None = None,
@@ -172,6 +173,8 @@ class SpineCheckpointIOManager(ConfigurableIOManager):
         if obj.checkpoint_bytes is not None:
             context.add_output_metadata({"spine/checkpoint": obj.step_name,
                                          "spine/checkpoint_bytes": obj.checkpoint_bytes})
+        if obj.checkpoints_deleted is not None:
+            context.add_output_metadata({"spine/checkpoints_deleted": obj.checkpoints_deleted})
         if obj.final:
             return
         state.hand_over(obj.step_name, obj.context)

@@ -225,6 +225,18 @@ def check_params_override(params_override: Any, what: str = "params_override") -
     return {k: v for k, v in override.items() if k != RESUMED}
 
 
+def refuse_completed(record: RunRecord, start_from: str | None) -> None:
+    """A completed run has nothing to resume (re-running part of it needs ``start_from``)."""
+    if start_from is None and record.status is WorkflowStatus.COMPLETED:
+        raise NothingToResumeError(
+            f"run {record.run_id!r} completed; there is nothing to resume.",
+            hint=f"To run it again, start a new run with execute(workflow, params=runner.get_run("
+                 f"{record.run_id!r}).params), or re-run part of it with execute(workflow, "
+                 f"run_id={record.run_id!r}, start_from=STEP).",
+            cli_hint=f"To re-run part of it: spine-dagster resume {record.run_id} --start-from "
+                     f"STEP.")
+
+
 def plan_resume(store: CheckpointStore, record: RunRecord, signature: Sequence[Sequence[Any]], *,
                 params_override: Mapping[str, Any] | None = None, start_from: str | None = None,
                 on_stale: str = "warn", start_context: bool = False) -> ResumePlan:
@@ -244,14 +256,7 @@ def plan_resume(store: CheckpointStore, record: RunRecord, signature: Sequence[S
             f"start_from={start_from!r} names no step of workflow {record.workflow_name!r}; its "
             f"steps are {names}.", hint="Pass one of them as start_from=STEP.",
             cli_hint="Pass one of them as --start-from STEP.")
-    if start_from is None and record.status is WorkflowStatus.COMPLETED:
-        raise NothingToResumeError(
-            f"run {record.run_id!r} completed; there is nothing to resume.",
-            hint=f"To run it again, start a new run with execute(workflow, params=runner.get_run("
-                 f"{record.run_id!r}).params), or re-run part of it with execute(workflow, "
-                 f"run_id={record.run_id!r}, start_from=STEP).",
-            cli_hint=f"To re-run part of it: spine-dagster resume {record.run_id} --start-from "
-                     f"STEP.")
+    refuse_completed(record, start_from)
     infos = {i.step_name: i for i in store.checkpoint_index(record.run_id)
              if i.usable and i.item_index is None and i.step_name in position}
     usable = sorted(position[name] for name in infos)

@@ -61,6 +61,7 @@ class RunState:
         self.spine_run_id = spine_run_id
         self.write_behind = write_behind
         self.registered = False
+        self.checkpoints_deleted: int | None = None
         self.encoded = EncodedOutputs()
         self._transit: tuple[str, dict[str, Any]] | None = None
         self._pending: list[tuple[str, Future]] = []

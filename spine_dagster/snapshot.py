@@ -39,11 +39,9 @@ CHECKPOINT_METADATA = ("created_at", "python_version", "spine_dagster_version", 
                        "dagster_run_id")
 PARAMS_READ = "params_read"
 """Context metadata: for each step so far, the param keys it read (``["*"]``: all of them)."""
-_REQUIRED: dict[str, tuple[type, ...]] = {
-    "run_id": (str,), "workflow_name": (str,), "step_name": (str,), "params": (dict,),
-    "outputs": (dict,), "metadata": (dict,),
-}
+_REQUIRED: dict[str, tuple[type, ...]] = {"params": (dict,), "outputs": (dict,)}
 _OPTIONAL: dict[str, tuple[type, ...]] = {
+    "run_id": (str,), "workflow_name": (str,), "step_name": (str,), "metadata": (dict,),
     "quality_metrics": (dict, type(None)), "started_at": (str, type(None)),
 }
 
@@ -110,11 +108,13 @@ def check_snapshot(snapshot: Any, *, run_id: str, step_name: str,
                                    for t in types)
             raise CheckpointCorruptError(
                 f"{where}: {key!r} is {type(snapshot[key]).__name__}, expected {expected}.{fix}")
-    if snapshot["run_id"] != run_id or snapshot["step_name"] != step_name:
+    if snapshot.get("run_id", run_id) != run_id or snapshot.get("step_name", step_name) != step_name:
         raise CheckpointCorruptError(
-            f"{where} holds the context of step {snapshot['step_name']!r} of run "
-            f"{snapshot['run_id']!r}: the row was copied or edited.{fix}")
-    if own_output and step_name not in snapshot["outputs"]:
+            f"{where} holds the context of step {snapshot.get('step_name')!r} of run "
+            f"{snapshot.get('run_id')!r}: the row was copied or edited.{fix}")
+    metadata = snapshot.get("metadata") or {}
+    skipped = bool(metadata.get("skip_to"))  # a step a choice jumped over has no output
+    if own_output and not skipped and step_name not in snapshot["outputs"]:
         raise CheckpointCorruptError(
             f"{where} has no output of step {step_name!r} itself; the outputs were truncated.{fix}")
     started = snapshot.get("started_at")
@@ -124,7 +124,7 @@ def check_snapshot(snapshot: Any, *, run_id: str, step_name: str,
         except ValueError:
             raise CheckpointCorruptError(
                 f"{where}: started_at {started!r} is not an ISO date and time.{fix}") from None
-    reads = snapshot["metadata"].get(PARAMS_READ)
+    reads = metadata.get(PARAMS_READ)
     if reads is not None and not (isinstance(reads, dict) and all(
             isinstance(v, list) and all(isinstance(k, str) for k in v) for v in reads.values())):
         raise CheckpointCorruptError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from spine_dagster.snapshot import build_snapshot
 from spine_dagster import CheckpointStore, WorkflowStatus
 
 WF = "tests.retention"
@@ -33,7 +34,10 @@ def make_run(store: CheckpointStore, run_id: str, status: str | None, *, checkpo
     for i in range(steps):
         store.save_checkpoint(run_id=run_id, workflow_name=WF, step_name=f"s{i}", step_index=i,
                               dagster_run_id=f"d-{run_id}",
-                              snapshot={"context": {"outputs": {f"s{i}": {"i": i}}}})
+                              snapshot=build_snapshot(
+                                  run_id, WF, f"s{i}",
+                                  {"params": {}, "outputs": {f"s{j}": {"i": j} for j in range(i + 1)}},
+                                  dagster_run_id=f"d-{run_id}", dagster_version="test"))
     if status == "completed":
         store.mark_run(run_id, WorkflowStatus.COMPLETED)
     elif status == "failed":

@@ -88,6 +88,9 @@ def _isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("SPINE_DAGSTER_HOME", str(tmp_path / "spine_home"))
     monkeypatch.delenv("SPINE_DAGSTER_DATABASE_URL", raising=False)
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    # The repository's own workspace.yaml would make every runner look for a code location
+    # serving its workflow; the tests of that feature set a workspace explicitly.
+    monkeypatch.setenv("SPINE_DAGSTER_WORKSPACE", "")
 
 
 @pytest.fixture

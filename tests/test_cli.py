@@ -111,7 +111,7 @@ def test_inspect_resume_and_delete_a_run_that_failed_in_another_process(database
                     env={**env, "SEED_API_DOWN": "0"})
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     out = resumed.stdout.splitlines()
-    assert out[0].startswith(f"resuming run {run_id}") and out[1] == "params override: timeout=120"
+    assert out[0].startswith(f"resuming run {run_id}") and out[1] == "param timeout: 30 -> 120"
     progress = [line.split()[:2] for line in out if line.startswith("  ")]
     assert ["step3", "completed"] in progress and ["step4", "completed"] in progress
     assert progress.index(["step3", "completed"]) < progress.index(["step4", "completed"])
@@ -211,7 +211,7 @@ def _column_names(store: CheckpointStore, table: str) -> set[str]:
 def test_db_upgrade_on_an_empty_and_on_an_older_database(database_url, env, capsys):
     db = ("--database-url", database_url)
     code, out, _ = run_main(capsys, "db", "upgrade", *db)
-    assert code == 0 and out.startswith("created the spine_dagster tables (schema version 2)")
+    assert code == 0 and out.startswith("created the spine_dagster tables (schema version 3)")
     code, out, _ = run_main(capsys, "db", "upgrade", *db)
     assert code == 0 and "nothing to do" in out
 
@@ -238,8 +238,8 @@ def test_db_upgrade_on_an_empty_and_on_an_older_database(database_url, env, caps
     assert upgraded.returncode == 0, upgraded.stderr
     assert upgraded.stdout.splitlines() == [
         f"upgraded {spine_db.mask_url(spine_db.resolve_url(database_url))} from schema version "
-        f"0 to 2", "  added column core_workflow_runs.workflow_signature",
-        "  ran migration step 2"]
+        f"0 to 3", "  added column core_workflow_runs.workflow_signature",
+        "  ran migration step 2", "  ran migration step 3"]
     assert "workflow_signature" in _column_names(store, "core_workflow_runs")
 
     spine_db.dispose_all()

@@ -21,7 +21,7 @@ from spine_dagster import (
     Workflow,
     WorkflowStatus,
 )
-from spine_dagster.client import normalize_url
+from spine_dagster.graphql import normalize_url
 
 
 def _closed_port() -> int:
@@ -47,9 +47,13 @@ def test_urls_are_normalized(given, expected):
     assert normalize_url(given) == expected
 
 
-def test_missing_url_is_refused():
-    with pytest.raises(WebserverUnavailableError, match="no Dagster webserver URL"):
-        SpineDagsterClient("")
+def test_missing_url_means_the_default_and_a_bad_scheme_is_refused(monkeypatch):
+    monkeypatch.delenv("SPINE_DAGSTER_WEBSERVER_URL", raising=False)
+    assert SpineDagsterClient("").url == "http://127.0.0.1:3000/graphql"
+    monkeypatch.setenv("SPINE_DAGSTER_WEBSERVER_URL", "127.0.0.1:3001")
+    assert SpineDagsterClient().url == "http://127.0.0.1:3001/graphql"
+    with pytest.raises(WebserverUnavailableError, match="not an http"):
+        SpineDagsterClient("ftp://127.0.0.1:3000")
 
 
 def test_unreachable_webserver_says_what_to_check():

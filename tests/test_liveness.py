@@ -41,7 +41,7 @@ def _child_tag(seconds: float) -> tuple[subprocess.Popen, str]:
 
 
 def _edit(tag: str, **changes) -> str:
-    return json.dumps({**json.loads(tag), **changes})
+    return json.dumps({**parse_tag(tag), **changes})  # the (older) JSON form is still read
 
 
 def test_this_process_is_alive():

@@ -18,7 +18,7 @@ from spine_dagster import (
     Workflow,
     build_definitions,
 )
-from spine_dagster.client import ENV_WEBSERVER_URL
+from spine_dagster.graphql import ENV_WEBSERVER_URL
 
 
 def _maybe_fail(ctx, config):
@@ -42,7 +42,8 @@ def test_resume_job_is_served_with_its_launchpad_config(tmp_path):
     job = defs.get_job_def("spine_resume")
     fields = job.run_config_schema.config_type.fields
     op_config = fields["ops"].config_type.fields["spine_resume"].config_type.fields["config"]
-    assert set(op_config.config_type.fields) == {"run_id", "params_override", "wait"}
+    assert set(op_config.config_type.fields) == {"run_id", "params_override", "wait", "on_stale",
+                                                 "start_from", "run_config_override"}
     assert op_config.config_type.fields["run_id"].is_required
     assert not op_config.config_type.fields["params_override"].is_required
     assert {"spine_io", "spine_webserver"} <= set(job.resource_defs)

@@ -210,7 +210,11 @@ def test_a_run_that_ended_without_reporting_is_not_running_forever(deployment, i
 
     record = runner.get_run(record.run_id)
     assert record.status == "failed"
-    assert f"Dagster run {dagster_run.run_id} ended" in record.error
+    if ending == "process_died":
+        assert f"Dagster run {dagster_run.run_id} ended" in record.error
+    else:  # the interrupted step recorded it on its way out
+        assert "the step was interrupted" in record.error, record.error
+        assert record.error_step == "transform"
     assert record.run_id == dagster_run.run_id
     assert record.attempts == 1 and record.dagster_run_ids == [dagster_run.run_id]
     assert runner.get_run(record.run_id).status == "failed"  # stays so

@@ -19,6 +19,7 @@ from dagster import DagsterEventType, instance_for_test
 from pydantic import BaseModel
 
 import workflows_serialization as wfs
+from spine_dagster.errors import CheckpointCorruptError
 from spine_dagster import (
     CheckpointSerializationError,
     QualityMetrics,
@@ -97,8 +98,8 @@ def test_values_that_cannot_round_trip_are_refused_with_their_path():
 
 def test_a_stored_class_that_cannot_be_imported_is_a_clear_error():
     text = '{"x": {"__spine_type__": "enum", "class": "no_such_module:Color", "value": 1}}'
-    with pytest.raises(CheckpointSerializationError, match="class no_such_module:Color, which "
-                                                           "cannot be imported here"):
+    with pytest.raises(CheckpointCorruptError, match="class no_such_module:Color, but module "
+                                                     "'no_such_module' is not imported"):
         loads(text)
 
 
