@@ -142,7 +142,7 @@ class SpineCheckpointIOManager(ConfigurableIOManager):
 
     # -- run state ------------------------------------------------------------------------------
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        run = context.dagster_run
+        run = context.run
         if run is not None:
             self._state = RunState(self.get_store(), dagster_run_id=run.run_id,
                                    spine_run_id=spine_run_id_of(run), write_behind=False)
@@ -217,6 +217,9 @@ class SpineCheckpointIOManager(ConfigurableIOManager):
         if config.get("start_from") in steps:
             start = start_context_for(config, store, run_id)
             if start is not None:
+                source = config.get("start_checkpoint")
+                if source:
+                    self._restored(context, store.get_checkpoint(run_id, source))
                 return start
         if upstream_step is None:
             raise CheckpointNotFoundError(
@@ -229,10 +232,17 @@ class SpineCheckpointIOManager(ConfigurableIOManager):
         if checkpoint is None or not checkpoint.usable:
             raise CheckpointNotFoundError(no_upstream_checkpoint(
                 store, run_id, steps[0], upstream_step, upstream_index, checkpoint))
-        context.add_input_metadata({RESTORED_FROM: {
-            "step": upstream_step, "checkpoint_created_at": checkpoint.created_at.isoformat(),
-            "dagster_run_id": checkpoint.dagster_run_id}})
+        self._restored(context, checkpoint)
         return context_of(checkpoint.context_snapshot)
+
+    @staticmethod
+    def _restored(context: InputContext, checkpoint: Any) -> None:
+        """``spine/restored_from`` on the loaded input: which checkpoint, written when, by whom."""
+        if checkpoint is not None:
+            context.add_input_metadata({RESTORED_FROM: {
+                "step": checkpoint.step_name,
+                "checkpoint_created_at": checkpoint.created_at.isoformat(),
+                "dagster_run_id": checkpoint.dagster_run_id}})
 
 
 def start_context_for(config: dict[str, Any], store: CheckpointStore,

@@ -24,6 +24,7 @@ def _trace(ctx, name: str) -> int:
 
 
 def step1(ctx, config):
+    """Issue a fresh token (the first step of the test workflow)."""
     _trace(ctx, "step1")
     return StepResult.ok(output={"token": uuid.uuid4().hex})
 

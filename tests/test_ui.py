@@ -1,0 +1,200 @@
+"""What a user sees in (and does from) the Dagster UI, checked through the webserver's GraphQL API.
+
+* Runs that ``WorkflowRunner`` makes carry the code location of the workspace that serves their
+  job, so the UI's own re-execution mutation (``launchPipelineReexecution`` with
+  ``reexecutionParams``, what the "Re-execute" buttons send) works on them and continues the same
+  spine run: from failure, all steps, and from selected steps.
+* A resumed run says what it restored (a run-level event, ``spine/restored_from`` on the loaded
+  input), is tagged like Dagster's own from-failure re-executions, and a failed step shows the
+  user's own code in its cause. Op descriptions are the handlers' docstrings, the Launchpad's
+  default config holds only what a user sets, and the launcher tag is short.
+
+One webserver per backend serves ``tests/locations/spine_test_location.py`` (deployment_support).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from deployment_support import (  # noqa: F401 - fixtures
+    LOCATION,
+    LOCATION_DIR,
+    Deployment,
+    deployment,
+    pg_checkpoint_url,
+)
+
+from spine_dagster import WorkflowRunner, WorkflowStatus
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(300)]
+
+UI_REEXECUTE = """mutation LaunchPipelineReexecution($reexecutionParams: ReexecutionParams) {
+  launchPipelineReexecution(reexecutionParams: $reexecutionParams) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message stack }
+  }
+}"""
+UI_REEXECUTE_SELECTED = """mutation LaunchPipelineReexecution($executionParams: ExecutionParams) {
+  launchPipelineReexecution(executionParams: $executionParams) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message stack }
+  }
+}"""
+RUN_EVENTS = """query RunEvents($runId: ID!) {
+  logsForRun(runId: $runId) {
+    __typename
+    ... on EventConnection {
+      events {
+        __typename
+        ... on MessageEvent { message stepKey eventType }
+        ... on DisplayableEvent { metadataEntries { label
+            ... on JsonMetadataEntry { jsonString } ... on TextMetadataEntry { text } } }
+        ... on ExecutionStepFailureEvent { error { className message stack
+            cause { className message stack } } }
+      }
+    }
+  }
+}"""
+JOB_VIEW = """query JobView($selector: PipelineSelector!) {
+  pipelineOrError(params: $selector) {
+    __typename
+    ... on Pipeline { solidHandles { handleID solid { definition { description } } } }
+  }
+  runConfigSchemaOrError(selector: $selector) {
+    __typename
+    ... on RunConfigSchema { rootDefaultYaml }
+  }
+}"""
+
+
+def _location_module():
+    if str(LOCATION_DIR) not in sys.path:
+        sys.path.insert(0, str(LOCATION_DIR))
+    return __import__(LOCATION)
+
+
+@pytest.fixture
+def ui_runner(deployment: Deployment, monkeypatch) -> WorkflowRunner:
+    """A runner that, like a user's script, uses the deployment's workspace and database."""
+    monkeypatch.setenv("SPINE_DAGSTER_DATABASE_URL", deployment.database_url)
+    return WorkflowRunner(database_url=deployment.database_url, instance=deployment.instance,
+                          workspace=deployment.workspace, progress=False)
+
+
+def _trace(path: Path, run_id: str) -> list[str]:
+    log = path / f"{run_id}.log"
+    return log.read_text().split() if log.exists() else []
+
+
+def _ui(deployment: Deployment, query: str, **variables) -> str:
+    data = deployment.client.graphql(query, variables)["launchPipelineReexecution"]
+    assert data["__typename"] == "LaunchRunSuccess", data
+    return data["run"]["runId"]
+
+
+def _events(deployment: Deployment, run_id: str) -> list[dict]:
+    data = deployment.client.graphql(RUN_EVENTS, {"runId": run_id})["logsForRun"]
+    return data["events"]
+
+
+def _metadata(event: dict) -> dict:
+    return {m["label"]: m.get("jsonString") or m.get("text") for m in event.get("metadataEntries") or []}
+
+
+def test_the_ui_reexecutes_a_run_made_by_a_script(deployment: Deployment, ui_runner):
+    location = _location_module()
+    path = deployment.trace_dir()
+    failed = ui_runner.execute(location.FLAKY, params={"trace": str(path), "fail_times": 1})
+    assert (failed.status, failed.error_step) == ("failed", "step3")
+    origin = deployment.instance.get_run_by_id(failed.dagster_run_id).remote_job_origin
+    assert origin is not None and origin.location_name == LOCATION
+
+    # "Re-execute from failure", exactly as the UI sends it (HTTP 500 before the origin fix).
+    child = _ui(deployment, UI_REEXECUTE,
+                reexecutionParams={"parentRunId": failed.dagster_run_id, "strategy": "FROM_FAILURE"})
+    assert deployment.wait(child).status == "SUCCESS"
+    record = ui_runner.get_run(failed.run_id)
+    assert record.status is WorkflowStatus.COMPLETED
+    assert record.dagster_run_ids == [failed.dagster_run_id, child]
+    assert _trace(path, failed.run_id) == ["step1", "step2", "step3", "step3", "step4"]
+
+    # "Re-execute all" on the completed run: every step runs again, in the same spine run.
+    again = _ui(deployment, UI_REEXECUTE,
+                reexecutionParams={"parentRunId": child, "strategy": "ALL_STEPS"})
+    assert deployment.wait(again).status == "SUCCESS"
+    assert _trace(path, failed.run_id)[5:] == ["step1", "step2", "step3", "step4"]
+
+    # "Re-execute from selected" (step3 and what follows), as the UI sends it.
+    selected = _ui(deployment, UI_REEXECUTE_SELECTED, executionParams={
+        "selector": {"repositoryLocationName": LOCATION, "repositoryName": "__repository__",
+                     "pipelineName": "deploy__flaky"},
+        "stepKeys": ["step3", "step4"],
+        "executionMetadata": {"parentRunId": again, "rootRunId": failed.dagster_run_id,
+                              "tags": [{"key": "spine/run_id", "value": failed.run_id}]}})
+    assert deployment.wait(selected).status == "SUCCESS"
+    assert _trace(path, failed.run_id)[9:] == ["step3", "step4"]
+    assert ui_runner.get_run(failed.run_id).dagster_run_ids == [
+        failed.dagster_run_id, child, again, selected]
+
+
+def test_a_workflow_no_code_location_serves_still_runs(deployment: Deployment, tmp_path):
+    from spine_dagster import Step, StepResult, Workflow
+
+    wf = Workflow("ui.unserved", [Step.lambda_("a", lambda ctx, cfg: StepResult.ok())])
+    runner = WorkflowRunner(database_url=deployment.database_url, instance=deployment.instance,
+                            workspace=deployment.workspace, progress=False)
+    result = runner.execute(wf)
+    assert result.status == "completed"
+    assert deployment.instance.get_run_by_id(result.dagster_run_id).remote_job_origin is None
+
+
+def test_what_a_resumed_run_shows_in_the_ui(deployment: Deployment, ui_runner):
+    location = _location_module()
+    path = deployment.trace_dir()
+    failed = ui_runner.execute(location.FLAKY, params={"trace": str(path), "fail_times": 1})
+    assert failed.status == "failed"
+
+    # The failed step's cause is the user's own code, with the error it reported.
+    failure = next(e for e in _events(deployment, failed.dagster_run_id)
+                   if e["__typename"] == "ExecutionStepFailureEvent")
+    cause = failure["error"]["cause"]
+    assert cause is not None and "step3 broken" in cause["message"]
+    assert any("spine_test_location.py" in frame and "in step3" in frame
+               for frame in cause["stack"]), cause["stack"]
+
+    resumed = ui_runner.resume(failed.run_id, params_override={"timeout": 120})
+    assert resumed.status == "completed"
+    run = deployment.instance.get_run_by_id(resumed.dagster_run_id)
+    assert run.tags["dagster/is_resume_retry"] == "true"
+    assert run.tags["dagster/parent_run_id"] == failed.dagster_run_id
+    events = _events(deployment, resumed.dagster_run_id)
+    restored = [e for e in events if e["__typename"] == "EngineEvent"
+                and "restored 2 step(s) from checkpoints" in e["message"]]
+    assert len(restored) == 1 and restored[0]["stepKey"] is None  # a run-level event
+    assert "step1 (checkpoint" in restored[0]["message"]
+    assert failed.dagster_run_id[:8] in restored[0]["message"]
+    loaded = [e for e in events if e["__typename"] == "LoadedInputEvent"]
+    restored_from = json.loads(_metadata(loaded[0])["spine/restored_from"])
+    assert restored_from["step"] == "step2"
+    assert restored_from["dagster_run_id"] == failed.dagster_run_id
+
+    launcher = deployment.instance.get_run_by_id(failed.dagster_run_id).tags["spine/launcher"]
+    assert len(launcher) < 64 and not launcher.startswith("{")
+
+
+def test_op_descriptions_and_the_launchpad_default_config(deployment: Deployment):
+    selector = {"repositoryLocationName": LOCATION, "repositoryName": "__repository__",
+                "pipelineName": "deploy__flaky"}
+    data = deployment.client.graphql(JOB_VIEW, {"selector": selector})
+    handles = {h["handleID"]: h["solid"]["definition"]["description"]
+               for h in data["pipelineOrError"]["solidHandles"]}
+    assert handles["step1"] == "Issue a fresh token (the first step of the test workflow)."
+    default = data["runConfigSchemaOrError"]["rootDefaultYaml"]
+    assert "params:" in default
+    for internal in ("params_override", "start_checkpoint", "start_context", "start_from"):
+        assert internal not in default, default
