@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+PORT ?= 3000
+# The demo's home (checkpoints and Dagster instance): $SPINE_DAGSTER_HOME, else ~/.spine_dagster
+SPINE_HOME = $${SPINE_DAGSTER_HOME:-$$HOME/.spine_dagster}
 
 .PHONY: demo test ui bench clean
 
@@ -18,8 +21,13 @@ demo: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest
 
+# The UI on the instance the demo wrote to; `make ui PORT=3001` for another port. The URL is
+# recorded in $(SPINE_HOME)/webserver_url, where spine_resume and SpineDagsterClient look for it.
 ui: $(BIN)/.installed
-	DAGSTER_HOME=$${DAGSTER_HOME:-$$HOME/.spine_dagster/dagster_home} $(BIN)/dagster dev -w workspace.yaml
+	mkdir -p "$(SPINE_HOME)/dagster_home" && echo "http://127.0.0.1:$(PORT)" > "$(SPINE_HOME)/webserver_url"
+	DAGSTER_HOME=$${DAGSTER_HOME:-$(SPINE_HOME)/dagster_home} \
+	SPINE_DAGSTER_WEBSERVER_URL=http://127.0.0.1:$(PORT) \
+	$(BIN)/dagster dev -w workspace.yaml -p $(PORT)
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/run.py --quick
