@@ -1,0 +1,247 @@
+"""The resume rules (spine_dagster/resume.py), on real runs on both databases.
+
+* A property test drives random sequences of ``execute``, ``resume``,
+  ``execute(run_id=, start_from=)``, injected step failures and edited params on one spine run,
+  and after every action checks what ``get_run`` says, where ``resume`` would start, that no
+  superseded checkpoint was ever used, and that a completed run's context equals an uninterrupted
+  run's with the same effective params.
+* The resume plan: each step's fate, the start step and why, the param diff, the workflow diff.
+* Param impact: a change that a reused step read makes it stale (warn / rerun / error).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import workflows_resume as wr
+from spine_dagster import (
+    NothingToResumeError,
+    StaleStepsError,
+    Step,
+    StepResult,
+    Workflow,
+    WorkflowChangedError,
+    WorkflowRunner,
+    WorkflowStatus,
+)
+
+EXAMPLES = int(os.environ.get("SPINE_RESUME_EXAMPLES", "5"))
+
+
+def _fail(directory: Path, *names: str) -> None:
+    (directory / "fail.txt").write_text("\n".join(names))
+
+
+def _ran(directory: Path) -> list[str]:
+    path = directory / "ran.txt"
+    text = path.read_text().split() if path.exists() else []
+    path.write_text("")
+    return text
+
+
+# -- the property test --------------------------------------------------------------------------
+ACTIONS = st.lists(st.one_of(
+    st.tuples(st.just("resume"), st.integers(0, wr.N - 1), st.integers(0, 9),
+              st.integers(-1, wr.N - 1)),
+    st.tuples(st.just("start_from"), st.integers(0, wr.N - 1), st.integers(0, 9),
+              st.integers(-1, wr.N - 1)),
+), min_size=1, max_size=4)
+
+
+def _check_state(runner: WorkflowRunner, run_id: str, params: dict, completed: bool) -> None:
+    record = runner.get_run(run_id)
+    checkpoints = {c.step_name: c for c in runner.list_checkpoints(run_id)}
+    # No superseded checkpoint was ever used: each usable checkpoint of s<i> was computed from
+    # the usable checkpoint of s<i-1>.
+    for i in range(1, wr.N):
+        mine, before = checkpoints.get(f"s{i}"), checkpoints.get(f"s{i - 1}")
+        if mine is not None and mine.usable:
+            assert before is not None and before.usable, (i, checkpoints)
+            assert mine.step_outputs[f"s{i}"]["prev"] == before.step_outputs[f"s{i - 1}"]["token"]
+    if completed:
+        assert record.status is WorkflowStatus.COMPLETED
+        with pytest.raises(NothingToResumeError):
+            runner.plan_resume(run_id)
+        values = [record.context.outputs[f"s{i}"]["v"] for i in range(wr.N)]
+        assert values == wr.expected_values(params)
+    else:
+        assert record.status is WorkflowStatus.FAILED
+        plan = runner.plan_resume(run_id)
+        # get_run and resume agree: resume starts at the step get_run says failed.
+        assert plan.start_step == record.error_step
+        assert plan.reused_steps == [f"s{i}" for i in range(int(record.error_step[1:]))]
+
+
+@pytest.mark.postgres
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(first_failure=st.integers(-1, wr.N - 1), actions=ACTIONS)
+def test_get_run_and_resume_always_agree(runner, tmp_path_factory, first_failure, actions):
+    directory = tmp_path_factory.mktemp("chain")
+    params = {"dir": str(directory), **{f"p{i}": i for i in range(wr.N)}}
+    if first_failure >= 0:
+        _fail(directory, f"s{first_failure}")
+    result = runner.execute(wr.CHAIN, params=params)
+    run_id = result.run_id
+    _check_state(runner, run_id, params, result.status is WorkflowStatus.COMPLETED)
+    for kind, step, value, fail_at in actions:
+        if fail_at >= 0:
+            _fail(directory, f"s{fail_at}")
+        record = runner.get_run(run_id)
+        if kind == "resume":
+            if record.status is WorkflowStatus.COMPLETED:
+                continue
+            override = {f"p{step}": value}
+            result = runner.resume(run_id, params_override=override, on_stale="rerun")
+        else:
+            # a re-run from s<step> may change only the params of steps it runs
+            override = {f"p{step}": value}
+            result = runner.execute(wr.CHAIN, run_id=run_id, start_from=f"s{step}",
+                                    params=override)
+        params.update(override)
+        assert result.run_id == run_id
+        _check_state(runner, run_id, params, result.status is WorkflowStatus.COMPLETED)
+
+
+# -- the plan -------------------------------------------------------------------------------------
+def _impact_run(runner, tmp_path) -> tuple[str, Path]:
+    _fail(tmp_path, "publish")
+    result = runner.execute(wr.IMPACT, params={"dir": str(tmp_path), "date": "2026-01-09",
+                                               "tier": "gold", "timeout": 30})
+    assert (result.status, result.error_step) == ("failed", "publish")
+    _ran(tmp_path)
+    return result.run_id, tmp_path
+
+
+def test_the_plan_says_what_a_resume_will_do(runner, tmp_path):
+    run_id, _ = _impact_run(runner, tmp_path)
+    plan = runner.plan_resume(run_id, params_override={"timeout": 120})
+    assert plan.start_step == "publish" and plan.start_checkpoint == "enrich"
+    assert plan.reused_steps == ["load", "enrich"]
+    assert plan.steps_to_run == ["publish", "report"]
+    assert plan.stale_steps == [] and plan.param_diff == {"timeout": (30, 120)}
+    assert plan.safe_keys == ["timeout"]
+    assert "the run failed at 'publish'" in plan.start_reason
+    assert plan.parent_dagster_run_id == runner.get_run(run_id).last_dagster_run_id
+    data = plan.to_dict()
+    assert data["param_diff"] == {"timeout": {"old": 30, "new": 120}}
+    assert [s["fate"] for s in data["steps"]] == ["reuse", "reuse", "run", "run"]
+    assert data["steps"][0]["checkpoint_at"] and data["start_step"] == "publish"
+    text = str(plan)
+    assert "load" in text and "reuse" in text and "timeout: 30 -> 120" in text
+
+
+def test_a_change_only_the_failed_step_reads_reuses_everything_before(runner, tmp_path):
+    run_id, directory = _impact_run(runner, tmp_path)
+    result = runner.resume(run_id, params_override={"timeout": 120})
+    assert result.status == "completed" and result.warnings == []
+    assert _ran(directory) == ["publish", "report"]
+    assert result.context.outputs["publish"] == {"timeout": 120}
+    record = runner.get_run(run_id)
+    assert record.params["timeout"] == 120 and record.original_params["timeout"] == 30
+
+
+def test_a_change_a_reused_step_read_makes_it_stale(runner, tmp_path):
+    run_id, directory = _impact_run(runner, tmp_path)
+    plan = runner.plan_resume(run_id, params_override={"date": "2026-01-10"})
+    assert plan.stale_steps == ["load"] and plan.start_step == "publish"
+    assert plan.steps[0].changed == ["date"]
+    with pytest.raises(StaleStepsError, match="would reuse steps that read params it changes") as info:
+        runner.resume(run_id, params_override={"date": "2026-01-10"}, on_stale="error")
+    assert info.value.plan.stale_steps == ["load"]
+    assert _ran(directory) == []  # refused before anything ran
+
+    warned = runner.resume(run_id, params_override={"date": "2026-01-10"})  # the default: warn
+    assert warned.status == "completed"
+    assert len(warned.warnings) == 1 and "['load']" in warned.warnings[0]
+    assert "date" in warned.warnings[0]
+    assert _ran(directory) == ["publish", "report"]
+    assert warned.context.outputs["load"] == {"day": "2026-01-09"}  # computed with the old date
+
+
+def test_rerun_stale_starts_at_the_first_stale_step(runner, tmp_path):
+    run_id, directory = _impact_run(runner, tmp_path)
+    result = runner.resume(run_id, params_override={"date": "2026-01-10"}, on_stale="rerun")
+    assert result.status == "completed"
+    assert _ran(directory) == ["load", "enrich", "publish", "report"]
+    assert result.context.outputs["load"] == {"day": "2026-01-10"}
+    assert result.plan.start_step == "load" and "on_stale='rerun'" in result.plan.start_reason
+
+
+def test_a_step_that_iterated_its_params_is_stale_for_any_change(runner, tmp_path):
+    _fail(tmp_path, "publish")
+    failed = runner.execute(wr.ITERATES, params={"dir": str(tmp_path), "timeout": 30})
+    plan = runner.plan_resume(failed.run_id, params_override={"anything": 1})
+    assert plan.stale_steps == ["report"] and plan.steps[0].reads == ["*"]
+
+
+def test_the_workflow_change_rule(runner, tmp_path):
+    run_id, _ = _impact_run(runner, tmp_path)
+    # The failed step and the steps after it may change: that is how a fix is deployed.
+    fixed = Workflow("resume.impact", [*wr.IMPACT.steps[:2],
+                                       Step.lambda_("publish", lambda ctx, cfg: {"fixed": True}),
+                                       Step.lambda_("notify", lambda ctx, cfg: {})])
+    plan = runner.plan_resume(run_id, workflow=fixed)
+    assert plan.start_step == "publish"
+    assert "~ step 4: renamed 'report' -> 'notify'" in plan.workflow_diff
+    # A reused step may not change: the diff names it, one line per step.
+    changed = Workflow("resume.impact", [wr.IMPACT.steps[0],
+                                         Step.pipeline("enrich", "resume.other"),
+                                         *wr.IMPACT.steps[2:]])
+    with pytest.raises(WorkflowChangedError) as info:
+        runner.plan_resume(run_id, workflow=changed)
+    message = str(info.value)
+    assert "~ enrich: pipeline resume.enrich -> pipeline resume.other" in message
+    assert "unchanged (same name, type and target, in the same order)" in message
+
+
+def test_a_completed_run_and_start_from(runner, tmp_path):
+    result = runner.execute(wr.IMPACT, params={"dir": str(tmp_path), "date": "d", "tier": "t",
+                                               "timeout": 1})
+    assert result.status == "completed"
+    with pytest.raises(NothingToResumeError, match="completed; there is nothing to resume"):
+        runner.resume(result.run_id)
+    _ran(tmp_path)
+    again = runner.resume(result.run_id, start_from="publish", params_override={"timeout": 2})
+    assert again.status == "completed" and _ran(tmp_path) == ["publish", "report"]
+    states = {c.step_name: c.state for c in runner.list_checkpoints(result.run_id)}
+    assert states == {"load": "valid", "enrich": "valid", "publish": "valid", "report": "valid"}
+
+
+def test_a_failed_partial_rerun_supersedes_the_later_checkpoints(runner, tmp_path):
+    result = runner.execute(wr.IMPACT, params={"dir": str(tmp_path), "date": "d", "tier": "t",
+                                               "timeout": 1})
+    _fail(tmp_path, "enrich")
+    rerun = runner.execute(wr.IMPACT, run_id=result.run_id, start_from="enrich")
+    assert (rerun.status, rerun.error_step) == ("failed", "enrich")
+    states = {c.step_name: c.state for c in runner.list_checkpoints(result.run_id)}
+    assert states == {"load": "valid", "enrich": "superseded", "publish": "superseded",
+                      "report": "superseded"}
+    record = runner.get_run(result.run_id)
+    assert (record.status.value, record.error_step) == ("failed", "enrich")
+    assert runner.plan_resume(result.run_id).start_step == "enrich"
+    _ran(tmp_path)
+    resumed = runner.resume(result.run_id)
+    assert resumed.status == "completed" and _ran(tmp_path) == ["enrich", "publish", "report"]
+
+
+def test_run_config_override_reaches_the_step(runner, tmp_path):
+    seen = []
+
+    def configured(ctx, config):
+        if ctx.params.get("fail"):
+            return StepResult.fail("not yet")
+        seen.append(dict(config))
+        return {}
+
+    wf = Workflow("resume.configured", [Step.lambda_("a", lambda ctx, cfg: {}),
+                                        Step.lambda_("b", configured)])
+    failed = runner.execute(wf, params={"fail": True})
+    resumed = runner.resume(failed.run_id, params_override={"fail": False},
+                            run_config_override={"ops": {"b": {"config": {"limit": 5}}}})
+    assert resumed.status == "completed" and seen == [{"limit": 5}]
