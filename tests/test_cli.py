@@ -261,3 +261,51 @@ def test_a_missing_column_is_caught_even_when_the_version_is_current(database_ur
     assert spine_db.upgrade(database_url).changes == [
         "added column core_workflow_checkpoints.size_bytes"]
     assert [c.size_bytes for c in CheckpointStore(database_url).list_checkpoints("r")] == [0]
+
+
+def test_the_command_line_imports_no_dagster_until_a_command_runs():
+    code = ("import sys, spine_dagster.cli as c; c.build_parser(); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dagster', 'sqlalchemy')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_plan_start_from_rerun_stale_and_config(database_url, env, tmp_path, capsys):
+    import workflows_resume as wr
+
+    (tmp_path / "fail.txt").write_text("publish")
+    runner = WorkflowRunner(database_url=database_url, progress=False,
+                            instance=_instance_of(env))
+    failed = runner.execute(wr.IMPACT, params={"dir": str(tmp_path), "date": "2026-01-09",
+                                               "tier": "gold", "timeout": 30})
+    db = ("--database-url", database_url)
+
+    plan = spine("resume", failed.run_id, "--plan", "--param", "date=2026-01-10", *db, env=env)
+    assert plan.returncode == 0, plan.stderr
+    assert "start: publish (the run failed at 'publish')" in plan.stdout
+    assert "STALE: read date" in plan.stdout and "param date: '2026-01-09' -> '2026-01-10'" in plan.stdout
+    as_json = json.loads(spine("resume", failed.run_id, "--plan", "--json", "--rerun-stale",
+                               "--param", "date=2026-01-10", *db, env=env).stdout)
+    assert as_json["start_step"] == "load" and as_json["stale_steps"] == []
+    assert as_json["steps_to_run"] == ["load", "enrich", "publish", "report"]
+    assert (tmp_path / "ran.txt").read_text().split() == ["load", "enrich", "publish"]  # no run
+
+    config = tmp_path / "config.yaml"
+    config.write_text("ops:\n  publish:\n    config: {retries: 2}\n")
+    resumed = spine("resume", failed.run_id, "--config", str(config), *db, env=env)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert resumed.stdout.splitlines()[-1].endswith("steps run: publish, report")
+
+    code, _, err = run_main(capsys, "resume", failed.run_id, *db)
+    assert code == 1 and "spine-dagster resume" in err and "--start-from STEP" in err
+    assert "start_from=" not in err  # CLI advice, not Python's
+    again = spine("resume", failed.run_id, "--start-from", "report", *db, env=env)
+    assert again.returncode == 0 and again.stdout.splitlines()[-1].endswith("steps run: report")
+    code, _, err = run_main(capsys, "resume", failed.run_id, "--start-from", "nope", *db)
+    assert code == 1 and "--start-from STEP" in err
+
+
+def _instance_of(env):
+    from dagster import DagsterInstance
+
+    return DagsterInstance.from_config(env["DAGSTER_HOME"])

@@ -99,3 +99,45 @@ def test_resume_checks_the_checkpoint_database_before_the_webserver(database_url
     record = runner.get_run(failed.run_id)  # nothing changed
     assert record.status is WorkflowStatus.FAILED
     assert record.dagster_run_ids == [failed.dagster_run_id]
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """Answers GraphQL with an empty run lookup and records the headers it got."""
+
+    seen: list[dict[str, str]] = []
+
+    def do_POST(self):  # noqa: N802 - http.server API
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        type(self).seen.append(dict(self.headers))
+        body = b'{"data": {"runOrError": {"__typename": "RunNotFoundError", "message": "no"}}}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_headers_and_an_api_token_reach_the_webserver(monkeypatch):
+    monkeypatch.delenv("SPINE_DAGSTER_API_TOKEN", raising=False)
+    _Recorder.seen = []
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        client = SpineDagsterClient(f"127.0.0.1:{server.server_port}", api_token="t0k3n",
+                                    headers={"X-Team": "data"})
+        with pytest.raises(UnknownRunError, match="has no Dagster run 'x'"):
+            client.get_run("x")
+        monkeypatch.setenv("SPINE_DAGSTER_API_TOKEN", "from-env")
+        with pytest.raises(UnknownRunError):
+            SpineDagsterClient(f"127.0.0.1:{server.server_port}").get_run("x")
+    finally:
+        server.shutdown()
+        server.server_close()
+    first, second = _Recorder.seen
+    assert first["Dagster-Cloud-Api-Token"] == "t0k3n" and first["X-Team"] == "data"
+    assert second["Dagster-Cloud-Api-Token"] == "from-env"
+    assert SpineDagsterClient("https://acme.dagster.cloud/prod").url == (
+        "https://acme.dagster.cloud/prod/graphql")
