@@ -86,3 +86,26 @@ def test_multiprocess_executor_needs_an_importable_workflow(database_url):
                                 executor="multiprocess")
         with pytest.raises(WorkflowNotFoundError, match="module level"):
             runner.execute(wf)
+
+
+def test_a_script_prints_one_line_per_step_and_the_outcome(database_url, instance, capfd):
+    from spine_dagster import Step, StepResult, Workflow
+
+    wf = Workflow("defaults.lines", [
+        Step.lambda_("fetch", lambda ctx, cfg: {"n": 1}),
+        Step.lambda_("load", lambda ctx, cfg: StepResult.fail("disk full", "TRANSIENT")),
+    ])
+    runner = WorkflowRunner(database_url=database_url, instance=instance)
+    result = runner.execute(wf)
+    out, err = capfd.readouterr()
+    lines = out.splitlines()
+    assert lines[0].split()[:2] == ["fetch", "completed"] and lines[0].rstrip().endswith("s")
+    assert lines[1].split()[:2] == ["load", "failed"] and "disk full" in lines[1]
+    assert lines[2] == (f"run {result.run_id} failed at step load in "
+                        f"{result.duration_seconds:.1f}s (TRANSIENT): disk full")
+    assert " - dagster - " not in out + err  # Dagster's own log is off
+
+    verbose = WorkflowRunner(database_url=database_url, instance=instance, log_level="INFO")
+    verbose.execute(wf)
+    out, err = capfd.readouterr()
+    assert "RUN_FAILURE" in out + err and " - dagster - " in out + err  # Dagster's log is back
