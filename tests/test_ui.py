@@ -198,3 +198,21 @@ def test_op_descriptions_and_the_launchpad_default_config(deployment: Deployment
     assert "params:" in default
     for internal in ("params_override", "start_checkpoint", "start_context", "start_from"):
         assert internal not in default, default
+
+
+def test_resume_through_the_webserver_with_params_and_run_config(deployment: Deployment,
+                                                                 ui_runner):
+    location = _location_module()
+    path = deployment.trace_dir()
+    failed = ui_runner.execute(location.FLAKY, params={"trace": str(path), "fail_times": 1})
+    plan = deployment.client.plan_resume(failed.run_id, params_override={"timeout": 99})
+    assert plan.start_step == "step3" and plan.reused_steps == ["step1", "step2"]
+    result = ui_runner.resume(failed.run_id, params_override={"timeout": 99},
+                              webserver=deployment.url,
+                              run_config_override={"ops": {"step3": {"config": {"note": "x"}}}})
+    assert result.status == "completed" and result.plan.start_step == "step3"
+    run = deployment.instance.get_run_by_id(result.dagster_run_id)
+    assert run.run_config["ops"]["step3"]["config"] == {"note": "x"}
+    assert run.parent_run_id == failed.dagster_run_id and run.remote_job_origin is not None
+    assert result.context.outputs["step3"]["timeout"] == 99
+    assert _trace(path, failed.run_id) == ["step1", "step2", "step3", "step3", "step4"]
