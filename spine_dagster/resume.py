@@ -50,7 +50,14 @@ from .errors import (
 )
 from .param_reads import ALL
 from .records import RESUMED, RunRecord
-from .resources import INTERNAL_KEYS, RESOURCE_KEY
+from .names import (
+    INTERNAL_KEYS,
+    LAUNCHER_TAG,
+    RESOURCE_KEY,
+    RESUME_RETRY_TAG,
+    RUN_ID_TAG,
+    WORKFLOW_TAG,
+)
 from .results import WorkflowStatus
 from .serialization import check_json, to_json_value
 from .snapshot import PARAMS_READ
@@ -58,10 +65,6 @@ from .store import CheckpointStore
 
 ON_STALE = ("warn", "rerun", "error")
 LEASE_SECONDS = 60.0
-RUN_ID_TAG = "spine/run_id"
-WORKFLOW_TAG = "spine/workflow"
-LAUNCHER_TAG = "spine/launcher"
-RESUME_RETRY_TAG = "dagster/is_resume_retry"
 _KEEP_DAGSTER_TAGS = ("dagster/partition",)
 _MISSING = "<absent>"
 _log = logging.getLogger("spine_dagster")
