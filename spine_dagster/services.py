@@ -8,15 +8,22 @@ graph's step keys change with the items. Here the op is one step key whatever th
 each item's completion is a checkpoint row of its own in ``core_workflow_checkpoints``:
 ``step_name`` is ``<map step>[<index>]``, ``item_index`` is the index, and the snapshot is the
 item's context (its params, with the item, and the iterator workflow's outputs), in the spine
-format. Every item is tried; the map fails after all items ran if any failed, listing them. A
-re-run of the map (a resume, or the UI's "Re-execute from failure") reuses each item whose
-checkpoint is usable, holds the same item, and read no param that changed since, and runs only
-the others. An item checkpoint is superseded when the map runs with a different item at that
-index, or when a step before the map runs again. Progress (done, failed, remaining) goes to the
-Dagster run log at most once a second, and the item counts to the step's output metadata.
+format. The map step's own checkpoint, written when every item has succeeded, holds the list
+of the items' outputs (each the output of the iterator workflow's last step), in item order.
+Every item is tried; when all have run, the map fails if any failed, listing each failed item
+with its index and error, with the most severe of their categories. A re-run of the map (a
+resume, or the UI's "Re-execute from failure") reuses each item whose checkpoint is usable, holds
+the same item, and read no param that changed since, and runs only the others: the failed items,
+and those a killed run never finished. An item checkpoint is superseded when the map runs with a
+different item at that index (or fewer items), or when a step before the map runs again. Progress (done, failed, remaining) goes to the
+Dagster run log as the items complete, at most one line a second (the newest counts at most a
+second late), and the item counts (``spine/map_items``) to the step's output metadata.
 
 **Wait steps** remember when they started (the step row): a run killed during a wait resumes
-with only the remaining time, and a resume that starts after a completed wait does not wait.
+with only the remaining time (``slept_seconds`` in the output says how long it slept), and a
+resume that starts after a completed wait does not wait: it starts after the wait's checkpoint,
+or (a wait without a checkpoint) finds the time already elapsed. A wait restarts in full when a
+step before it ran again after it began. A wait that is killed twice counts from its latest start.
 
 Example:
     >>> import logging
@@ -38,6 +45,7 @@ import dagster
 from .context import WorkflowContext
 from .execution import (
     StepServices,
+    item_context,
     item_output,
     map_failure,
     map_items,
@@ -106,7 +114,10 @@ class DagsterServices(StepServices):
         total = float(step.duration_seconds or 0)
         remaining = total
         prior = self.prior
-        if (prior is not None and prior.status in ("running", "failed") and prior.started_at
+        # The wait began in an earlier Dagster run (killed during it, or done but without a
+        # checkpoint of its own) after the step before it last ran: only the rest is left.
+        if (prior is not None and prior.status in ("running", "failed", "completed")
+                and prior.started_at
                 and (self.upstream_at is None or prior.started_at >= self.upstream_at)):
             elapsed = (utcnow() - prior.started_at).total_seconds()
             remaining = max(0.0, total - elapsed)
@@ -185,7 +196,7 @@ class DagsterServices(StepServices):
 def _params_changed(checkpoint: Checkpoint, step: Step, ctx: WorkflowContext, item: Any) -> bool:
     """Did a param that the item's steps read change since its checkpoint was written?"""
     before = checkpoint.context_snapshot.get("params") or {}
-    now = {**step.iterator_workflow.defaults, **ctx.params, step.item_param: item}
+    now = item_context(step, ctx, item).params  # the framework's read: no param is recorded
     reads = (checkpoint.metadata.get(PARAMS_READ) or {})
     keys = {k for step_keys in reads.values() for k in step_keys}
     if "*" in keys:
@@ -197,31 +208,48 @@ def _params_changed(checkpoint: Checkpoint, step: Step, ctx: WorkflowContext, it
 
 
 class _MapProgress:
-    """Items done, failed and remaining, in the run log at most once a second."""
+    """Items done, failed and remaining, in the run log: at most one line a second, and the
+    newest counts at most a second late (a timer writes what the throttle held back)."""
 
     def __init__(self, context: Any, step_name: str, total: int, reused: int) -> None:
         self.context, self.step_name, self.total = context, step_name, total
         self.done, self.failed = reused, 0
         self._last = 0.0
+        self._timer: threading.Timer | None = None
+        self._closed = False
         self._lock = threading.Lock()
 
     def item_done(self, failed: bool) -> None:
         with self._lock:
             self.done += 1
             self.failed += int(failed)
-            now = time.monotonic()
-            if now - self._last < PROGRESS_SECONDS:
-                return
-            self._last = now
-        self._emit()
+            wait = PROGRESS_SECONDS - (time.monotonic() - self._last)
+            if wait <= 0:
+                self._emit()
+            elif self._timer is None:
+                self._timer = threading.Timer(wait, self._held_back)
+                self._timer.daemon = True
+                self._timer.start()
 
-    def _emit(self) -> None:
+    def _held_back(self) -> None:
+        with self._lock:
+            self._timer = None
+            if not self._closed:
+                self._emit()
+
+    def _emit(self) -> None:  # under the lock: lines come in order
+        self._last = time.monotonic()
         remaining = self.total - self.done
         self.context.log.info(f"map {self.step_name}: {self.done - self.failed} done, "
                               f"{self.failed} failed, {remaining} remaining of {self.total}")
 
     def finish(self) -> None:
-        self._emit()
+        with self._lock:
+            self._closed = True
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._emit()
 
 
 __all__ = ["DagsterServices", "StepLog", "item_hash", "dumps"]
