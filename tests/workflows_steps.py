@@ -122,7 +122,7 @@ def after_wait(ctx, config):
 
 WAITING = Workflow("steps.waiting", [
     Step.lambda_("before", before_wait),
-    Step.wait("pause", 6),
+    Step.wait("pause", 4),
     Step.lambda_("after", after_wait),
 ])
 
