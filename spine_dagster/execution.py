@@ -284,7 +284,9 @@ def _failure(step: Step, ctx: WorkflowContext, result: StepResult,
     if step.on_error is ErrorPolicy.CONTINUE:
         failed = {**ctx.metadata.get(FAILED_STEPS, {}),
                   step.name: {"error": outcome.error, "error_category": category}}
-        outcome.context = ctx.with_output(step.name, result.output or {}).with_metadata(
-            {FAILED_STEPS: failed})
+        ctx = ctx.with_output(step.name, result.output or {})
+        if result.quality is not None:  # e.g. a failed quality gate: its metrics are kept
+            ctx = ctx.with_quality(step.name, result.quality.to_dict())
+        outcome.context = ctx.with_metadata({FAILED_STEPS: failed})
         outcome.continued = True
     return outcome

@@ -25,6 +25,7 @@ from spine_dagster import (
     Step,
     StepResult,
     Workflow,
+    pipeline,
 )
 
 
@@ -148,15 +149,28 @@ RETRYING = Workflow("steps.retrying", [
 
 # -- quality --------------------------------------------------------------------------------------
 def measured(ctx, config):
-    """Reports ``params["valid"]`` valid and ``params["nulls"]`` null records out of 100."""
+    """Reports ``params["rows"]`` records, ``params["valid"]`` of them valid, ``params["nulls"]``
+    of them null."""
     record("measure", ctx)
-    metrics = QualityMetrics(record_count=100, valid_count=ctx.params["valid"],
-                             invalid_count=100 - ctx.params["valid"], null_count=ctx.params["nulls"])
-    return StepResult.ok(output={"batch": ctx.params.get("batch", 1)}, quality=metrics)
+    rows, valid = ctx.params["rows"], ctx.params["valid"]
+    metrics = QualityMetrics(record_count=rows, valid_count=valid, invalid_count=rows - valid,
+                             null_count=ctx.params["nulls"])
+    return StepResult.ok(output={"rows": rows}, quality=metrics)
+
+
+@pipeline("steps.count")
+def count(ctx, config):
+    """A pipeline that counts ``config["count_rows"]`` records, all valid."""
+    record("count", ctx)
+    rows = config["count_rows"]
+    return StepResult.ok(output={"rows": rows},
+                         quality=QualityMetrics(record_count=rows, valid_count=rows))
 
 
 GATED = Workflow("steps.gated", [
     Step.lambda_("measure", measured, quality_thresholds=QualityThresholds(
-        min_valid_rate=0.95, max_null_rate=0.05, min_record_count=10)),
-    Step.lambda_("after", lambda ctx, config: {"batch": ctx.get_output("measure", "batch")}),
+        min_valid_rate=0.95, max_null_rate=0.05, max_record_count=1000)),
+    Step.pipeline("count", "steps.count", quality_thresholds=QualityThresholds(
+        min_record_count=10)),
+    Step.lambda_("after", lambda ctx, config: {"rows": ctx.get_output("measure", "rows")}),
 ])
