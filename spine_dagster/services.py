@@ -1,4 +1,7 @@
-"""What a step gets from the Dagster runtime: ``ctx.log``, durable map items, waits that resume.
+"""What a step gets from the Dagster runtime: durable map items and waits that resume.
+
+(``ctx.log`` is a :class:`~spine_dagster.execution.StepLog` over the op's ``context.log``: a
+step's messages go to the Dagster run log of its op, prefixed with the step name.)
 
 **Map steps** (``Step.map``) run their items inside the map step's own op, in threads (at most
 ``max_concurrency`` at a time), not as Dagster dynamic outputs. That is what keeps resume
@@ -26,9 +29,8 @@ or (a wait without a checkpoint) finds the time already elapsed. A wait restarts
 step before it ran again after it began. A wait that is killed twice counts from its latest start.
 
 Example:
-    >>> import logging
-    >>> StepLog(logging.getLogger("docs"), "fetch").prefix
-    '[fetch] '
+    >>> item_hash({"file": "a.csv"}) == item_hash({"file": "a.csv"}), len(item_hash(3))
+    (True, 32)
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import dagster
 
 from .context import WorkflowContext
 from .execution import (
+    StepLog,
     StepServices,
     item_context,
     item_output,
@@ -60,35 +63,6 @@ from .snapshot import PARAMS_READ, build_snapshot, utcnow
 
 ITEM_HASH = "item_hash"
 PROGRESS_SECONDS = 1.0
-
-
-class StepLog:
-    """``ctx.log``: a step's messages in the Dagster run log, prefixed with the step name."""
-
-    def __init__(self, log: Any, step_name: str) -> None:
-        self._log = log
-        self.prefix = f"[{step_name}] "
-
-    def _emit(self, level: str, msg: Any, args: tuple[Any, ...]) -> None:
-        text = str(msg) % args if args else str(msg)
-        getattr(self._log, level)(self.prefix + text)
-
-    def debug(self, msg: Any, *args: Any) -> None:
-        self._emit("debug", msg, args)
-
-    def info(self, msg: Any, *args: Any) -> None:
-        self._emit("info", msg, args)
-
-    def warning(self, msg: Any, *args: Any) -> None:
-        self._emit("warning", msg, args)
-
-    warn = warning
-
-    def error(self, msg: Any, *args: Any) -> None:
-        self._emit("error", msg, args)
-
-    def exception(self, msg: Any, *args: Any) -> None:
-        self._emit("error", msg, args)
 
 
 def item_hash(item: Any) -> str:
