@@ -240,3 +240,57 @@ def test_bad_yaml_files_fail_build_definitions_naming_the_file_the_step_and_the_
     with pytest.raises(Exception, match="build_definitions takes Workflow or SpineJob items, or "
                                         "paths of YAML workflow files, got int"):
         build_definitions([3])
+
+
+# -- the README's YAML example runs as written -------------------------------------------------
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def readme_block(first_line: str) -> str:
+    """The fenced block of README.md whose first line is ``first_line``."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    for block in text.split("```")[1::2]:
+        body = block.split("\n", 1)[1] if "\n" in block else ""
+        if body.startswith(first_line):
+            return body
+    raise AssertionError(f"README.md has no code block starting with {first_line!r}")
+
+
+@pytest.fixture
+def readme_example(tmp_path, monkeypatch):
+    """The README's ``flows/orders.yaml`` (its 60 s wait cut to 0) and ``orders/pipelines.py``."""
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "orders").mkdir()
+    (tmp_path / "orders" / "__init__.py").write_text("")
+    (tmp_path / "orders" / "pipelines.py").write_text(readme_block("# orders/pipelines.py"))
+    text = readme_block("# flows/orders.yaml")
+    assert "duration_seconds: 60}" in text
+    path = tmp_path / "flows" / "orders.yaml"
+    path.write_text(text.replace("duration_seconds: 60}", "duration_seconds: 0}"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield path
+    for pipe in ("fetch", "parse", "load", "report"):
+        unregister_pipeline(f"orders.{pipe}")
+    for name in ("orders.pipelines", "orders"):
+        sys.modules.pop(name, None)
+
+
+def test_the_readme_yaml_example_runs(readme_example, database_url, module_instance):
+    runner = WorkflowRunner(database_url=database_url, instance=module_instance, progress=False)
+    wf = load_workflow_yaml(readme_example, pipelines_module="orders.pipelines")
+    assert [s.step_type.value for s in wf.steps] == [
+        "pipeline", "choice", "map", "wait", "pipeline", "pipeline"]
+
+    result = runner.execute(wf, params={"day": "2026-01-10"})
+    assert result.status == "completed", result.error
+    assert result.context.outputs["parse_files"] == [
+        {"file": f"2026-01-10/part-{i}.csv", "rows": 100, "valid": 99} for i in range(2)]
+    assert result.context.outputs["report"] == {"loaded": 200}
+    assert runner.get_run(result.run_id).workflow_ref == (
+        f"yaml:{readme_example}#orders.pipelines")
+
+    nothing = runner.execute(wf, params={"day": "2026-01-11", "max_files": 0})
+    assert nothing.status == "completed", nothing.error
+    assert [e.step_name for e in nothing.step_executions if e.status == "skipped"] == [
+        "parse_files", "settle", "load"]
+    assert nothing.context.outputs["report"] == {"loaded": 0}
