@@ -142,11 +142,13 @@ class DagsterServices(StepServices):
                                      failed.error_category or "INTERNAL"))
             progress.item_done(failed is not None)
 
-        with ThreadPoolExecutor(max_workers=max(1, step.max_concurrency),
-                                thread_name_prefix=f"spine-map-{step.name[:20]}") as pool:
-            for future in [pool.submit(work, i) for i in to_run]:
-                future.result()
-        progress.finish()
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, step.max_concurrency),
+                                    thread_name_prefix=f"spine-map-{step.name[:20]}") as pool:
+                for future in [pool.submit(work, i) for i in to_run]:
+                    future.result()
+        finally:
+            progress.finish()  # also when an item's checkpoint could not be written
         self.map_counts = {"items": len(items), "reused": len(reused),
                            "ran": len(to_run), "failed": len(failures)}
         if failures:

@@ -20,7 +20,15 @@ from pathlib import Path
 import pytest
 from dagster import DagsterEventType, DagsterInstance
 
-from spine_dagster import WorkflowRunner
+from spine_dagster import (
+    ErrorCategory,
+    ErrorPolicy,
+    RetryPolicy,
+    Step,
+    StepResult,
+    Workflow,
+    WorkflowRunner,
+)
 from step_fixtures import module_instance, runner  # noqa: F401 - fixtures
 from workflows_steps import MAPPED, call_lines, calls
 
@@ -180,7 +188,15 @@ def test_item_checkpoints_are_superseded_by_other_items_and_by_an_earlier_step(r
 SCRIPT = """
 import json, sys
 from workflows_steps import MAPPED
-from spine_dagster import WorkflowRunner
+from spine_dagster import (
+    ErrorCategory,
+    ErrorPolicy,
+    RetryPolicy,
+    Step,
+    StepResult,
+    Workflow,
+    WorkflowRunner,
+)
 WorkflowRunner(log_level="ERROR").execute(MAPPED, params=json.loads(sys.argv[1]))
 """
 
@@ -246,3 +262,28 @@ def test_a_map_killed_halfway_resumes_without_rerunning_completed_items(
         assert {rows[i][2] for i in range(4, 10)} == {resumed.dagster_run_id}
     finally:
         instance.dispose()
+
+
+def test_a_retried_map_runs_only_the_items_that_failed(runner, files):
+    def flaky(ctx, config):
+        item = ctx.params["item"]
+        with open(files["calls_file"], "a") as fh:
+            fh.write(f"work:{item} {ctx.attempt}\n")
+        if item in (2, 5) and ctx.attempt == 1:
+            return StepResult.fail(f"item {item}: the API timed out", ErrorCategory.TIMEOUT)
+        return {"item": item}
+
+    wf = Workflow("map.retried", [Step.map(
+        "fan", "items", Workflow("map.flaky_item", [Step.lambda_("work", flaky)]),
+        on_error=ErrorPolicy.RETRY, retry_policy=RetryPolicy(max_attempts=2,
+                                                             initial_delay_seconds=0.01))])
+    result = runner.execute(wf, params={"items": list(range(8))})
+
+    assert result.status == "completed", result.error
+    ran = Path(files["calls_file"]).read_text().split("\n")
+    first, second = ran[:8], [line for line in ran[8:] if line]
+    assert sorted(first) == sorted(f"work:{i} 1" for i in range(8))
+    assert sorted(second) == ["work:2 2", "work:5 2"], "the retry reused the other items"
+    assert result.context.outputs["fan"] == [{"item": i} for i in range(8)]
+    assert output_metadata(runner.instance, result.dagster_run_id, "fan")["spine/map_items"] == {
+        "items": 8, "reused": 6, "ran": 2, "failed": 0}
