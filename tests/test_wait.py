@@ -16,7 +16,7 @@ from dagster import DagsterInstance
 
 from spine_dagster import ErrorCategory, Step, StepResult, Workflow, WorkflowRunner
 from step_fixtures import module_instance, runner  # noqa: F401 - fixtures
-from workflows_steps import WAITING, calls
+from workflows_steps import calls
 
 TESTS_DIR = Path(__file__).resolve().parent
 
