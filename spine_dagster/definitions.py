@@ -79,6 +79,9 @@ class SpineJob:
         return with_auto_resume(job, self.workflow)
 
 
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
 def as_spine_job(item: Workflow | SpineJob | str | os.PathLike[str], *,
                  pipelines_module: str | None = None) -> SpineJob:
     """``item`` as a ``SpineJob``: a bare ``Workflow`` gets the default options, and a path is a
@@ -87,11 +90,12 @@ def as_spine_job(item: Workflow | SpineJob | str | os.PathLike[str], *,
         return item
     if isinstance(item, Workflow):
         return SpineJob(item)
-    if isinstance(item, (str, os.PathLike)):
+    if isinstance(item, (str, os.PathLike)) and os.fspath(item).endswith(YAML_SUFFIXES):
         return SpineJob(load_workflow_yaml(item, pipelines_module=pipelines_module))
+    got = f"{item!r}" if isinstance(item, (str, os.PathLike)) else type(item).__name__
     raise InvalidAutomationError(
-        f"build_definitions takes Workflow or SpineJob items, or paths of YAML workflow files, "
-        f"got {type(item).__name__}; pass other Dagster jobs with jobs=[...].")
+        f"build_definitions takes Workflow or SpineJob items, or paths of YAML workflow files "
+        f"(ending in .yaml or .yml), got {got}; pass other Dagster jobs with jobs=[...].")
 
 
 def build_definitions(
@@ -116,7 +120,8 @@ def build_definitions(
     Args:
         workflows: the Spine workflows to serve: ``Workflow`` objects, ``SpineJob`` for
             per-workflow options (partitions, executor, job name, tags), or paths (``str`` or
-            ``Path``) of YAML workflow files (see :mod:`spine_dagster.workflow_yaml`). A relative
+            ``Path``, ending in ``.yaml`` or ``.yml``) of YAML workflow files (see
+            :mod:`spine_dagster.workflow_yaml`). A relative
             path is taken from the working directory: in a definitions module, build it from
             ``__file__``. For options, wrap a loaded file: ``SpineJob(load_workflow_yaml(path))``.
         pipelines_module: the module that registers the pipelines the YAML files name; imported

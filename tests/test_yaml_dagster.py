@@ -21,6 +21,7 @@ from dagster import DagsterInstance
 
 from spine_dagster import (
     CheckpointStore,
+    InvalidAutomationError,
     InvalidWorkflowError,
     UnknownPipelineError,
     WorkflowRunner,
@@ -175,22 +176,6 @@ def test_a_yaml_run_records_its_file_and_resumes_from_a_new_process(
                                          for f in ("a.csv", "bb.csv", "ccc.csv")]
 
 
-def test_a_yaml_choice_skips_steps_in_the_run(yaml_flow, tmp_path, database_url,
-                                              module_instance):
-    path, module = yaml_flow
-    runner = WorkflowRunner(database_url=database_url, instance=module_instance, progress=False)
-    calls = tmp_path / "calls.txt"
-    result = runner.execute(load_workflow_yaml(path, pipelines_module=module), params={
-        "mode": "quick", "files": ["a.csv"], "calls_file": str(calls),
-        "broken_file": str(tmp_path / "broken")})
-    # "quick" jumps from route to load: no map items, and load sums an empty list
-    assert result.status == "completed", result.error
-    assert [(e.step_name, e.status) for e in result.step_executions] == [
-        ("fetch", "completed"), ("route", "completed"), ("fan", "skipped"),
-        ("pause", "skipped"), ("load", "completed")]
-    assert lines(calls) == ["fetch", "load"]
-
-
 def write(tmp_path: Path, text: str, name: str = "bad.yaml") -> Path:
     path = tmp_path / name
     path.write_text(textwrap.dedent(text))
@@ -237,9 +222,11 @@ def test_bad_yaml_files_fail_build_definitions_naming_the_file_the_step_and_the_
     assert str(caught.value) == (
         f"{target}: Choice step 'route' references unknown then_step: lood")
 
-    with pytest.raises(Exception, match="build_definitions takes Workflow or SpineJob items, or "
-                                        "paths of YAML workflow files, got int"):
-        build_definitions([3])
+    for item, got in ((3, "int"), ("orders.daily", "'orders.daily'")):
+        with pytest.raises(InvalidAutomationError, match=(
+                rf"build_definitions takes Workflow or SpineJob items, or paths of YAML workflow "
+                rf"files \(ending in .yaml or .yml\), got {got}; pass other Dagster jobs")):
+            build_definitions([item])
 
 
 # -- the README's YAML example runs as written -------------------------------------------------
