@@ -4,23 +4,24 @@
 step's messages go to the Dagster run log of its op, prefixed with the step name.)
 
 **Map steps** (``Step.map``) run their items inside the map step's own op, in threads (at most
-``max_concurrency`` at a time), not as Dagster dynamic outputs. That is what keeps resume
-correct: Dagster's re-execution of dynamic outputs has known bugs (dagster-io/dagster #20925,
-#30077, #30248, #30972: mapped steps lost, re-run or mis-keyed on re-execution), and a dynamic
-graph's step keys change with the items. Here the op is one step key whatever the items are, and
-each item's completion is a checkpoint row of its own in ``core_workflow_checkpoints``:
-``step_name`` is ``<map step>[<index>]``, ``item_index`` is the index, and the snapshot is the
-item's context (its params, with the item, and the iterator workflow's outputs), in the spine
-format. The map step's own checkpoint, written when every item has succeeded, holds the list
-of the items' outputs (each the output of the iterator workflow's last step), in item order.
-Every item is tried; when all have run, the map fails if any failed, listing each failed item
-with its index and error, with the most severe of their categories. A re-run of the map (a
-resume, or the UI's "Re-execute from failure") reuses each item whose checkpoint is usable, holds
-the same item, and read no param that changed since, and runs only the others: the failed items,
-and those a killed run never finished. An item checkpoint is superseded when the map runs with a
-different item at that index (or fewer items), or when a step before the map runs again. Progress (done, failed, remaining) goes to the
-Dagster run log as the items complete, at most one line a second (the newest counts at most a
-second late), and the item counts (``spine/map_items``) to the step's output metadata.
+``max_concurrency`` at a time), not as Dagster dynamic outputs. That is what keeps resume correct:
+Dagster's re-execution of dynamic outputs has known bugs (dagster-io/dagster #20925, #30077,
+#30248, #30972: mapped steps lost, re-run or mis-keyed on re-execution), and a dynamic graph's step
+keys change with the items. Here the op is one step key whatever the items are, and each item's
+completion is a checkpoint row of its own in ``core_workflow_checkpoints``: ``step_name`` is
+``<map>[<index>]``, ``item_index`` is the index, and the snapshot is the item's context (its params,
+with the item, and the iterator workflow's outputs), in the spine format. When every item has
+succeeded, the map step's output is the list of the items' outputs (each the output of the iterator
+workflow's last step), in item order, checkpointed like any step's output. Every item is tried;
+when all have run, the map fails if any failed, listing each failed item with its index and error,
+with the most severe of their categories. A re-run of the map (a resume, the UI's "Re-execute from
+failure", an ``ErrorPolicy.RETRY`` retry) reuses each item whose checkpoint is usable, holds the
+same item, and read no param that changed since, and runs only the others: the failed items, and
+those a killed run never finished. An item checkpoint is superseded when the map runs with a
+different item at that index (or fewer items), or when a step before the map runs again. Progress
+(done, failed, remaining) goes to the Dagster run log as the items complete, at most one line a
+second (the newest counts at most a second late), and the item counts (``spine/map_items``) to the
+step's output metadata.
 
 **Wait steps** remember when they started (the step row): a run killed during a wait resumes
 with only the remaining time (``slept_seconds`` in the output says how long it slept), and a
