@@ -245,7 +245,7 @@ def refuse_completed(record: RunRecord, start_from: str | None) -> None:
 
 
 def _restored(store: CheckpointStore, record: RunRecord, start_checkpoint: str | None
-              ) -> tuple[dict[str, Any], dict[str, list[str]], dict[str, Any]]:
+              ) -> tuple[dict[str, Any], dict[str, list[str]] | None, dict[str, Any]]:
     """(params, params_read, carried overrides) of the context a resume restores.
 
     The carried overrides are those of the run's re-executions after the one that wrote the
@@ -259,7 +259,10 @@ def _restored(store: CheckpointStore, record: RunRecord, start_checkpoint: str |
         return {k: v for k, v in record.params.items() if k != RESUMED}, {}, {}
     params = {k: v for k, v in (checkpoint.context_snapshot.get("params") or {}).items()
               if k != RESUMED}
-    reads = dict(checkpoint.metadata.get(PARAMS_READ) or {})
+    recorded = checkpoint.metadata.get(PARAMS_READ)
+    # A checkpoint older than param tracking records nothing: then every step may have read
+    # anything. Otherwise a step it does not name read nothing (a step a choice skipped).
+    reads = dict(recorded) if isinstance(recorded, dict) else None
     lineage = store.lineage(record.run_id)
     written_at = {dagster_run: seq for dagster_run, seq, _ in lineage}.get(
         checkpoint.dagster_run_id)
@@ -352,8 +355,7 @@ def plan_resume(store: CheckpointStore, record: RunRecord, signature: Sequence[S
     stale: dict[int, list[str]] = {}
     read_by_reused: set[str] = set()
     for index in range(reused_upto + 1):
-        keys = reads.get(names[index])
-        keys = [ALL] if keys is None else keys  # unknown (an older checkpoint): assume all
+        keys = [ALL] if reads is None else reads.get(names[index], [])
         read_by_reused.update(keys)
         changed = sorted(diff) if ALL in keys else sorted(set(keys) & set(diff))
         if changed:
@@ -384,7 +386,8 @@ def plan_resume(store: CheckpointStore, record: RunRecord, signature: Sequence[S
         info = infos.get(name)
         fate = ("reuse" if index <= reused_upto else "gap" if index < start else "run")
         steps.append(StepPlan(name, index, fate, stale=index in stale and fate == "reuse",
-                              changed=stale.get(index, []), reads=reads.get(name),
+                              changed=stale.get(index, []),
+                              reads=reads.get(name) if reads is not None else None,
                               checkpoint_at=info.created_at if info and fate == "reuse" else None,
                               checkpoint_dagster_run=info.dagster_run_id if info and fate == "reuse"
                               else None))
