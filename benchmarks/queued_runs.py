@@ -2,7 +2,8 @@
 
 Usage::
 
-    python benchmarks/queued_runs.py [--runs 32] [--rounds 2] [--max-concurrent-runs 2] [--json PATH]
+    python benchmarks/queued_runs.py [--runs 32] [--rounds 2] [--max-concurrent-runs 2]
+                                     [--json PATH]
 
 One deployment for both sides, the one tests/test_queued_runs.py uses (tests/queued_support.py):
 ``dagster-webserver`` and ``dagster-daemon run`` on a PostgreSQL instance whose
@@ -24,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -54,7 +57,8 @@ def batch(dep: QueuedDeployment, side: str, runs: int, trace: Path) -> dict[str,
         raise SystemExit(f"{len(failed)} {side} run(s) did not succeed, e.g. {failed[0]}")
     return {"runs_per_minute": round(runs / elapsed * 60, 2), "seconds": round(elapsed, 1),
             "run_seconds_median": round(statistics.median(_run_seconds(dep, ids)), 3),
-            "peak_connections": connections.peak, "most_in_flight": dep.max_overlap(ids)}
+            "peak_connections": connections.peak, "most_in_flight": dep.max_overlap(ids),
+            "load_average": round(os.getloadavg()[0], 1)}  # a shared machine's other work
 
 
 def _run_seconds(dep: QueuedDeployment, run_ids: list[str]) -> list[float]:
@@ -76,6 +80,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--max-concurrent-runs", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
+    # SIGTERM too stops the deployment's processes and drops its databases (finally blocks)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     rounds: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="spine_queued_bench_") as tmp, \
             queued_deployment(Path(tmp) / "deployment",

@@ -88,8 +88,8 @@ CLUSTERS: dict[str, tuple[str, str]] = {
 ADDRESS_ENV = "DASK_SCHEDULER_ADDRESS"
 
 
-class DaskWorkerLostError(SpineDagsterError):
-    """The Dask worker running an op died (or the op could not be started on any worker)."""
+class DaskWorkerError(SpineDagsterError):
+    """A Dask worker died while it ran an op, or could not import the op's job."""
 
 
 class SpineDaskExecutor(DaskExecutor):
@@ -103,7 +103,8 @@ class SpineDaskExecutor(DaskExecutor):
         return getattr(importlib.import_module(module), name)(**self.build_dict(job_name))
 
     def execute(self, plan_context: Any, execution_plan: Any) -> Iterator[Any]:
-        """Submit every op of ``execution_plan`` to Dask; yield their events as they finish."""
+        """Submit each op of ``execution_plan`` to Dask once its upstream ops succeeded; yield
+        the ops' events as they finish."""
         if not plan_context.instance.is_persistent:
             raise SpineDagsterError(
                 "the Dask executor needs a persistent Dagster instance (the workers report to "
@@ -217,13 +218,13 @@ def _events(future: Any, step_key: str, run_id: str) -> list[Any]:
         return future.result()
     error = future.exception()
     if isinstance(error, dask.distributed.KilledWorker):
-        raise DaskWorkerLostError(
+        raise DaskWorkerError(
             f"op {step_key!r} of Dagster run {run_id}: the Dask worker running it died "
             f"({error}). The steps before it kept their checkpoints.",
             hint="Resume the run (WorkflowRunner.resume, SpineDagsterClient.resume or "
                  "spine-dagster resume) to run it again from its last checkpoint.") from error
     if isinstance(error, ImportError):
-        raise DaskWorkerLostError(
+        raise DaskWorkerError(
             f"op {step_key!r} of Dagster run {run_id}: a Dask worker could not import the job "
             f"({type(error).__name__}: {error}).",
             hint="Start the workers where they can import the workflow's module (its directory "

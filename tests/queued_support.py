@@ -1,4 +1,4 @@
-"""A Dagster deployment with a run queue, for tests/test_queued_runs.py and benchmarks/queued_runs.py.
+"""A Dagster deployment with a run queue (tests/test_queued_runs.py, benchmarks/queued_runs.py).
 
 ``queued_deployment(root)`` starts ``dagster-webserver`` and ``dagster-daemon run`` on one
 workspace (``tests/locations/spine_queue_location.py``) and one PostgreSQL-backed instance whose

@@ -220,7 +220,7 @@ def test_steps_run_in_the_workers_and_concurrent_runs_stay_apart(
 
 
 def test_a_killed_worker_fails_the_run_and_resume_reruns_only_what_is_left(
-        cluster, dask_runner, tmp_path):
+        cluster, dask_runner, tmp_path, record_property):
     side, release = tmp_path / "side.jsonl", tmp_path / "release"
     workers = cluster.worker_pids()
     killed: dict[str, float] = {}
@@ -242,6 +242,7 @@ def test_a_killed_worker_fails_the_run_and_resume_reruns_only_what_is_left(
     assert killed, "the killer never saw step 'hold' start"
     assert killed["pid"] in workers
     assert ended - killed["at"] < FAIL_WITHIN_SECONDS
+    record_property("kill_to_run_end_seconds", round(ended - killed["at"], 2))
     assert first.status == "failed", first
     assert "the Dask worker running it died" in first.error
     assert [(line["step"], line["pid"]) for line in records(side)] == [
@@ -261,7 +262,8 @@ def test_a_killed_worker_fails_the_run_and_resume_reruns_only_what_is_left(
     assert [line["step"] for line in lines] == ["prepare", "hold", "hold", "finish"]
     assert [line["resumed"] for line in lines] == [False, False, True, True]
     assert {line["pid"] for line in lines[2:]} <= survivors  # the killed worker stays dead
-    checkpoints = {c.step_name: c.dagster_run_id for c in dask_runner.list_checkpoints(first.run_id)}
+    checkpoints = {c.step_name: c.dagster_run_id
+                   for c in dask_runner.list_checkpoints(first.run_id)}
     assert checkpoints == {"prepare": first.dagster_run_id, "hold": resumed.dagster_run_id,
                            "finish": resumed.dagster_run_id}
     outputs = _outputs(dask_runner, first.run_id)

@@ -75,7 +75,8 @@ def test_32_queued_runs_with_failures_and_resumes(tmp_path, capsys, record_prope
     record_property("peak_connections", connections.peak)
     record_property("runs_per_minute", round(runs_per_minute, 1))
     with capsys.disabled():
-        print(f"\n{len(runs)} queued spine runs ({len(resumed)} of them resumes) in {elapsed:.0f}s: "
+        print(f"\n{len(runs)} queued spine runs ({len(resumed)} of them resumes) in "
+              f"{elapsed:.0f}s: "
               f"{runs_per_minute:.1f} runs/min; peak PostgreSQL connections {connections.peak} "
               f"{connections.peak_by_db}; most runs in flight {overlap}")
 

@@ -1,4 +1,4 @@
-"""The workflow of tests/test_dask.py, imported by the Dask workers too (``tests`` on their PYTHONPATH).
+"""The workflow of tests/test_dask.py, which the Dask workers import too (``tests`` on PYTHONPATH).
 
 Every step appends one JSON line ``{"run", "step", "pid", "n", "resumed"}`` to ``params["side"]``
 before it does anything else: the side-effect record the tests read (which step ran, for which

@@ -4,7 +4,7 @@ benchmarks/queued_runs.py): one spine job and a plain Dagster job with the same 
 * ``queue__spine``: the spine workflow ``queue.spine`` (``begin`` -> ``middle`` -> ``end``),
   checkpoints in $SPINE_DAGSTER_DATABASE_URL. ``middle`` fails while ``params.fail`` is set.
 * ``queue_plain``: the same three bodies as plain ops (Dagster's default IO manager), params in
-  each op's config.
+  each op's config, on the in-process executor like the spine job.
 
 Every body appends one JSON line ``{"run", "step", "n", "pid"}`` to ``<params.trace>/<run>.jsonl``
 (the spine run id, or the plain run's Dagster run id) and returns its run id and ``n`` next to
@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from dagster import job, op
+from dagster import in_process_executor, job, op
 
 from spine_dagster import ErrorCategory, Step, StepResult, Workflow, build_definitions
 
@@ -69,7 +69,7 @@ def plain_end(context, upstream: dict) -> dict:
     return body("end", context.run_id, context.op_config, upstream)
 
 
-@job(name="queue_plain")
+@job(name="queue_plain", executor_def=in_process_executor)  # ops in the run worker, as spine's
 def queue_plain():
     plain_end(plain_middle(plain_begin()))
 
