@@ -54,6 +54,7 @@ _EXPORTS: dict[str, str] = {
     "CheckpointRetention": "retention", "cleanup_job": "retention",
     "cleanup_schedule": "retention",
     "WorkflowRunner": "runner",
+    "spine_dask_executor": "dask_executor",
     "Checkpoint": "records", "RunRecord": "records", "CheckpointStore": "store",
 }
 
@@ -78,6 +79,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .client import SpineDagsterClient  # noqa: F401
     from .compiler import build_job, op_name_for  # noqa: F401
     from .context import WorkflowContext  # noqa: F401
+    from .dask_executor import spine_dask_executor  # noqa: F401
     from .definitions import SpineJob, build_definitions  # noqa: F401
     from .model import ErrorCategory, ErrorPolicy, RetryPolicy, Step, StepType, Workflow  # noqa: F401
     from .records import Checkpoint, RunRecord  # noqa: F401

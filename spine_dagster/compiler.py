@@ -51,14 +51,14 @@ from dagster import (
 
 from .dburl import reference
 from .engine import STEP_TAG, WORKFLOW_REF_TAG, WORKFLOW_TAG, run_op
-from .errors import InvalidWorkflowError
+from .errors import InvalidSettingError, InvalidWorkflowError
 from .io_manager import STRATEGIES, SpineCheckpointIOManager, check_settings
 from .locate import is_importable, load_workflow, workflow_ref
 from .model import ErrorPolicy, Step, StepType, Workflow
 from .pipelines import get_pipeline
 from .resources import IO_MANAGER_KEY, RESOURCE_KEY, run_config_resource
 
-EXECUTORS = ("in_process", "multiprocess")
+EXECUTORS = ("in_process", "multiprocess", "dask")
 FUSED_SEPARATOR = "__thru__"
 _JOBS_ATTR = "_spine_compiled_jobs"  # compiled jobs live on their workflow, not in a registry
 
@@ -210,8 +210,16 @@ def _executor(executor: str):
     if executor == "multiprocess":
         return multiprocess_executor.configured(
             {"start_method": {"forkserver": {"preload_modules": ["dagster", "spine_dagster"]}}})
+    if executor == "dask":
+        try:
+            from .dask_executor import spine_dask_executor  # noqa: PLC0415 - optional extra
+        except ImportError as exc:
+            raise InvalidSettingError(
+                f"executor='dask' needs dagster-dask and distributed ({exc}); install them with "
+                f"pip install 'spine-dagster[dask]'.") from None
+        return spine_dask_executor
     if not isinstance(executor, str):
-        return executor  # an ExecutorDefinition (e.g. dagster_dask.dask_executor)
+        return executor  # an ExecutorDefinition (e.g. spine_dask_executor.configured(...))
     raise InvalidWorkflowError(f"unknown executor {executor!r}; use one of {EXECUTORS}, or pass "
                                f"an ExecutorDefinition")
 
@@ -238,8 +246,10 @@ def build_job(
         database_url: checkpoint database (default: see ``SpineCheckpointIOManager``).
         checkpoint_strategy: ``every_step`` (default) or ``key_steps``; the workflow's own wins.
         max_checkpoint_bytes: largest checkpoint allowed.
-        executor: ``in_process`` (default; best for linear chains), ``multiprocess``, or an
-            ``ExecutorDefinition`` such as ``dagster_dask.dask_executor``.
+        executor: ``in_process`` (default; best for linear chains), ``multiprocess``, ``dask``
+            (:mod:`spine_dagster.dask_executor`), or an ``ExecutorDefinition`` such as
+            ``spine_dask_executor.configured({...})``. (``dagster_dask.dask_executor`` itself
+            cannot re-execute a subset of ops, so it cannot resume a spine run.)
         name: the job name (default: the sanitized workflow name).
         tags: extra job tags.
         partitions_def: a Dagster ``PartitionsDefinition``; ``ctx.partition`` is the run's key.

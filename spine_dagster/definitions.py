@@ -27,7 +27,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from dagster import Definitions, JobDefinition, PartitionsDefinition
+from dagster import Definitions, ExecutorDefinition, JobDefinition, PartitionsDefinition
 
 from . import retention
 from .auto_resume import auto_resume_tags
@@ -49,7 +49,8 @@ class SpineJob:
         workflow: the Spine workflow.
         partitions_def: a Dagster ``PartitionsDefinition`` (daily, static...); each run's
             partition key is the steps' ``ctx.partition``.
-        executor: ``in_process`` or ``multiprocess`` (default: ``build_definitions``'s).
+        executor: ``in_process``, ``multiprocess``, ``dask`` or an ``ExecutorDefinition``
+            (default: ``build_definitions``'s).
         name: the job name (default: the sanitized workflow name, ``my.flow`` -> ``my__flow``).
         tags: extra tags on the job, so on every run of it.
 
@@ -63,7 +64,7 @@ class SpineJob:
 
     workflow: Workflow
     partitions_def: PartitionsDefinition | None = None
-    executor: str | None = None
+    executor: str | ExecutorDefinition | None = None
     name: str | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
 
@@ -71,7 +72,8 @@ class SpineJob:
     def job_name(self) -> str:
         return self.name or op_name_for(self.workflow.name)
 
-    def build(self, *, io_manager: SpineCheckpointIOManager, executor: str) -> JobDefinition:
+    def build(self, *, io_manager: SpineCheckpointIOManager,
+              executor: str | ExecutorDefinition) -> JobDefinition:
         """Compile the workflow with these options and the code location's IO manager."""
         tags = {**auto_resume_tags(self.workflow), **self.tags}
         job = build_job(self.workflow, io_manager=io_manager, executor=self.executor or executor,
@@ -105,7 +107,7 @@ def build_definitions(
     database_url: str | None = None,
     checkpoint_strategy: str | None = None,
     max_checkpoint_bytes: int | None = None,
-    executor: str = "in_process",
+    executor: str | ExecutorDefinition = "in_process",
     jobs: Sequence[Any] = (),
     schedules: Sequence[Any] = (),
     sensors: Sequence[Any] = (),
@@ -131,7 +133,10 @@ def build_definitions(
             in each process, so every process (webserver, daemon, run workers) must agree.
         checkpoint_strategy: ``every_step`` (default) or ``key_steps``; a workflow's own wins.
         max_checkpoint_bytes: the largest checkpoint allowed.
-        executor: ``in_process`` (default) or ``multiprocess``; a ``SpineJob``'s own wins.
+        executor: ``in_process`` (default), ``multiprocess``, ``dask``, or an
+            ``ExecutorDefinition`` such as ``spine_dask_executor.configured({"cluster":
+            {"existing": {"address": "tcp://dask-scheduler:8786"}}})`` (see
+            :mod:`spine_dagster.dask_executor`); a ``SpineJob``'s own wins.
         jobs, schedules, sensors, resources: more definitions to serve alongside, e.g. from
             ``spine_schedule``, ``spine_partitioned_schedule`` and ``spine_sensor``.
         delete_checkpoints_on_success: delete a run's checkpoints once it completes.

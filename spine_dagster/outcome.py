@@ -51,9 +51,17 @@ def result_from_store(store: CheckpointStore, *, workflow_name: str, step_names:
                 return _from_dagster(workflow_name, spine_id, dagster_run_id, started, error,
                                      failed_step, failure_class or "INTERNAL")
             category = unreachable_category(failure_class) or unreachable_category(error)
-            store.mark_run(spine_id, WorkflowStatus.FAILED, error=error,
-                           error_step=failed_step or record.error_step,
-                           error_category=category or "INTERNAL")
+            # A step whose process died (e.g. its Dask worker) never reported: it failed.
+            running = [row.step_name for row in store.step_rows(spine_id).values()
+                       if row.status == "running" and row.dagster_run_id == dagster_run_id]
+            if running and not failed_step:
+                store.fail_step(run_id=spine_id, step_name=running[0],
+                                dagster_run_id=dagster_run_id, error=error,
+                                error_category=category or "INTERNAL")
+            else:
+                store.mark_run(spine_id, WorkflowStatus.FAILED, error=error,
+                               error_step=failed_step or record.error_step,
+                               error_category=category or "INTERNAL")
             record = store.get_run(spine_id)
         rows = store.step_rows(spine_id)
     except DatabaseUnavailableError as exc:
@@ -111,4 +119,9 @@ def dagster_failure(result: Any, step_of_key: dict[str, str] | None = None
     failure = result.get_run_failure_event() if hasattr(result, "get_run_failure_event") else None
     if message is None and failure is not None and failure.message:
         message = failure.message
+        # "An exception was thrown during execution": say which (e.g. a lost Dask worker)
+        data = getattr(failure, "job_failure_data", None)
+        error = getattr(data, "error", None)
+        if error is not None:
+            message = f"{message} {error.cls_name}: {error.message.strip()}"
     return message, step, cls

@@ -125,7 +125,9 @@ class WorkflowRunner:
             the retention policy (see ``cleanup_checkpoints``) after each run it executes or
             resumes, at most once an hour per database.
         delete_checkpoints_on_success: delete a run's checkpoints as soon as it completes.
-        executor: ``in_process`` (default) or ``multiprocess``.
+        executor: ``in_process`` (default), ``multiprocess``, or ``dask`` (each op a task on the
+            Dask scheduler at ``$DASK_SCHEDULER_ADDRESS``; see :mod:`spine_dagster.dask_executor`).
+            Resume a run with a runner that has the same executor.
         max_checkpoint_bytes: the largest checkpoint allowed (a positive number of bytes).
         log_level: level of Dagster's console log (e.g. ``"INFO"``). Default: Dagster's log is
             off and the runner prints one line per step and the outcome instead.
