@@ -20,6 +20,7 @@ from .version import __version__
 # public name -> the module that defines it
 _EXPORTS: dict[str, str] = {
     "AutoResume": "auto_resume",
+    "build_asset_job": "assets", "build_assets": "assets",
     "spine_partitioned_schedule": "automation", "spine_run_config": "automation",
     "spine_schedule": "automation", "spine_sensor": "automation",
     "RemoteRun": "client", "SpineDagsterClient": "client",

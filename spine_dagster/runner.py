@@ -41,6 +41,7 @@ from dagster import (
 )
 
 from . import dburl
+from .assets import VIEW_TAG, asset_step_ops
 from .code_origin import attach_origin, find_serving_job, workspace_file
 from .compiler import EXECUTORS, node_name, op_groups, reconstructable_job, step_keys, validate
 from .context import WorkflowContext
@@ -135,6 +136,8 @@ class WorkflowRunner:
             re-execute them. ``""`` turns it off.
         progress: print the step lines (default: when ``log_level`` is not set).
         fuse: run consecutive steps in one op (default: each workflow's ``fuse``).
+        assets: run workflows as their asset view (:mod:`spine_dagster.assets`): each step
+            materializes its asset. A resume follows the view of the run it resumes.
     """
 
     def __init__(
@@ -151,6 +154,7 @@ class WorkflowRunner:
         workspace: str | os.PathLike | None = None,
         progress: bool | None = None,
         fuse: bool | None = None,
+        assets: bool = False,
     ) -> None:
         if checkpoint_strategy not in STRATEGIES:
             check_settings(checkpoint_strategy=checkpoint_strategy)
@@ -171,6 +175,7 @@ class WorkflowRunner:
         self.workspace = workspace_file(workspace)
         self.progress = progress if progress is not None else log_level is None
         self.fuse = fuse
+        self.assets = assets
         self.emit: Callable[[str], Any] = print
 
     @property
@@ -243,6 +248,10 @@ class WorkflowRunner:
                           start_context=start.to_dict())
             if context is not None and not params:
                 config["params"] = dict(context.params)
+            if start_index and self.assets:
+                raise InvalidSettingError(
+                    "a new run of the asset view cannot start at a later step; run it whole, "
+                    "or continue an existing run with execute(wf, run_id=..., start_from=...).")
             if start_index:
                 selection = [f"{self._node_of(workflow, start_index)}*"]
         run_config = {"resources": {RESOURCE_KEY: {"config": to_json_value(config, what="params")}}}
@@ -376,7 +385,9 @@ class WorkflowRunner:
                 return node_name(keys, group)
         raise UnknownStepError(f"no op runs step {index}")  # pragma: no cover
 
-    def _ops(self, workflow: Workflow) -> dict[str, list[str]]:
+    def _ops(self, workflow: Workflow, assets: bool = False) -> dict[str, list[str]]:
+        if assets:
+            return asset_step_ops(workflow, self.fuse)
         keys = step_keys(workflow)
         return {node_name(keys, g): [workflow.steps[i].name for i in g]
                 for g in op_groups(workflow, self.fuse)}
@@ -451,7 +462,7 @@ class WorkflowRunner:
         level = (self.log_level or "CRITICAL").upper()
         return deep_merge(run_config, {"loggers": {"console": {"config": {"log_level": level}}}})
 
-    def _job(self, workflow: Workflow, name: str | None):
+    def _job(self, workflow: Workflow, name: str | None, assets: bool = False):
         ref = workflow_ref(workflow)
         if self.executor != "in_process" and not is_importable(ref):
             raise WorkflowNotFoundError(
@@ -463,7 +474,8 @@ class WorkflowRunner:
                                    max_checkpoint_bytes=self.max_checkpoint_bytes,
                                    executor=self.executor, fuse=self.fuse, name=name,
                                    delete_checkpoints_on_success=(
-                                       self.delete_checkpoints_on_success or None))
+                                       self.delete_checkpoints_on_success or None),
+                                   loader="load_asset_job" if assets else "load_job")
 
     def _carry_out(self, workflow: Workflow, record: RunRecord, plan: ResumePlan, *,
                    params_override: Mapping[str, Any] | None, resume_retry: bool,
@@ -488,24 +500,27 @@ class WorkflowRunner:
                                spine_run_id=record.run_id, workflow_name=workflow.name,
                                resume_retry=resume_retry)
             tags[LAUNCHER_TAG] = launcher_tag()
-            options = ReexecutionOptions(parent_run_id=parent.run_id,
-                                         step_selection=nodes_from(plan, self._ops(workflow)))
+            assets = parent.tags.get(VIEW_TAG) == "assets"
+            options = ReexecutionOptions(parent_run_id=parent.run_id, step_selection=nodes_from(
+                plan, self._ops(workflow, assets)))
             # A resume starts from checkpoints only: transit rows the parent left behind (its
             # process died before the failing step could drop them) are garbage now.
             self.store.delete_transit(parent.run_id)
             result = self._run(workflow, record.run_id, run_config, tags,
-                               reexecution_options=options, job_name=parent.job_name)
+                               reexecution_options=options, job_name=parent.job_name,
+                               assets=assets)
         result.warnings = list(plan.warnings)
         result.plan = plan
         return result
 
     def _run(self, workflow: Workflow, spine_id: str, run_config: dict[str, Any],
              tags: dict[str, str], *, reexecution_options: ReexecutionOptions | None = None,
-             op_selection: list[str] | None = None, job_name: str | None = None
-             ) -> WorkflowResult:
+             op_selection: list[str] | None = None, job_name: str | None = None,
+             assets: bool | None = None) -> WorkflowResult:
+        assets = self.assets if assets is None else assets
         serving = find_serving_job(self.workspace, workflow.name, self.database_url)
         name = job_name or (serving.job_name if serving else None)
-        job = self._job(workflow, name)
+        job = self._job(workflow, name, assets)
         progress = StepProgress(self.store, spine_id, self.emit).start() if self.progress else None
         started = utcnow()
         try:
@@ -519,7 +534,7 @@ class WorkflowRunner:
         if serving is not None:
             attach_origin(self.instance, result.run_id, serving)
         self._auto_cleanup()
-        outcome = self._result(workflow, spine_id, result, started)
+        outcome = self._result(workflow, spine_id, result, started, assets)
         if progress is not None:
             self.emit(outcome_line(outcome))
         return outcome
@@ -547,10 +562,10 @@ class WorkflowRunner:
             _log.info("spine_dagster: deleted %d checkpoint(s) older than %s days", deleted,
                       self.checkpoint_retention_days)
 
-    def _result(self, workflow: Workflow, spine_id: str, result: Any,
-                started: datetime) -> WorkflowResult:
+    def _result(self, workflow: Workflow, spine_id: str, result: Any, started: datetime,
+                assets: bool = False) -> WorkflowResult:
         message, step, cls = (None, None, None) if result.success else dagster_failure(
-            result, {node: steps[0] for node, steps in self._ops(workflow).items()})
+            result, {node: steps[0] for node, steps in self._ops(workflow, assets).items()})
         return result_from_store(
             self.store, workflow_name=workflow.name, step_names=workflow.step_names(),
             spine_id=spine_id, dagster_run_id=result.run_id, success=result.success,
