@@ -51,6 +51,7 @@ _EXPORTS: dict[str, str] = {
     "QualityMetrics": "results", "StepExecution": "results", "StepResult": "results",
     "WorkflowResult": "results", "WorkflowStatus": "results",
     "ResumePlan": "resume",
+    "ResumeDecision": "sensors", "SpineFailure": "sensors", "spine_failure_sensor": "sensors",
     "SpineWebserver": "resume_job", "build_resume_job": "resume_job",
     "CheckpointRetention": "retention", "cleanup_job": "retention",
     "cleanup_schedule": "retention",
