@@ -27,6 +27,7 @@ _EXPORTS: dict[str, str] = {
     "SpineStepFailure": "engine", "build_job": "compiler", "op_name_for": "compiler",
     "WorkflowContext": "context",
     "SpineJob": "definitions", "build_definitions": "definitions",
+    "SpineWorkflowComponent": "component",
     "CheckpointCorruptError": "errors", "CheckpointNotFoundError": "errors",
     "CheckpointSerializationError": "errors", "CheckpointTooLargeError": "errors",
     "CheckpointWriteError": "errors", "DatabaseUnavailableError": "errors",

@@ -89,7 +89,7 @@ from .hooks import auto_resume_hook
 from .io_manager import SpineCheckpointIOManager
 from .locate import is_importable, load_workflow, workflow_ref
 from .model import Workflow
-from .resources import RESOURCE_KEY, SpineRunConfig
+from .resources import RESOURCE_KEY, RUN_CONFIG
 from .tags import asset_tags, check_owners
 from .tags import job_tags as workflow_job_tags
 
@@ -97,8 +97,8 @@ ASSET_IO_MANAGER_KEY = "io_manager"
 QUALITY_CHECK = "spine_quality"
 KIND_TAG = "dagster/kind/spine"
 VIEW_TAG = "spine/view"
-__all__ = ["QUALITY_CHECK", "asset_keys", "build_asset_job", "build_assets", "load_asset_job",
-           "shared_resources"]
+__all__ = ["QUALITY_CHECK", "asset_keys", "asset_resources", "build_asset_job", "build_assets",
+           "load_asset_job", "shared_resources"]
 
 _shared: dict[tuple, dict[str, Any]] = {}  # one entry per distinct checkpoint setting
 _shared_lock = threading.Lock()
@@ -106,10 +106,13 @@ _shared_lock = threading.Lock()
 
 def shared_resources(io_manager: SpineCheckpointIOManager | None = None,
                      **settings: Any) -> dict[str, Any]:
-    """The resource definitions bound to spine assets: one object per checkpoint setting.
+    """The checkpoint IO manager bound to spine assets (key ``io_manager``): one object per
+    checkpoint setting.
 
     Dagster refuses two assets in one job (the implicit asset job included) whose bound resources
-    under one key are different objects, so equal settings give the very same objects.
+    under one key are different objects, so equal settings give the very same object. The
+    ``spine`` run-config resource cannot be bound to assets (Dagster refuses any other bound key
+    that the code location also provides): :func:`asset_resources` gives it.
     """
     io = io_manager or SpineCheckpointIOManager.from_settings(**settings)
     key = (io.database_url, io.checkpoint_strategy, io.max_checkpoint_bytes,
@@ -119,10 +122,17 @@ def shared_resources(io_manager: SpineCheckpointIOManager | None = None,
         if found is None:
             found = _shared[key] = {
                 ASSET_IO_MANAGER_KEY: io.get_resource_definition(),
-                RESOURCE_KEY: SpineRunConfig().get_resource_definition(),
                 "_io": io,
             }
     return {k: v for k, v in found.items() if not k.startswith("_")}
+
+
+def asset_resources() -> dict[str, Any]:
+    """The code-location resources that spine assets need besides their own: ``spine``, the
+    run config (params, partition) that the Launchpad shows. ``build_definitions`` and
+    ``SpineWorkflowComponent`` provide it; add it to ``Definitions(resources=...)`` when you
+    serve ``build_assets`` output yourself."""
+    return {RESOURCE_KEY: RUN_CONFIG}
 
 
 def asset_keys(workflow: Workflow) -> dict[str, AssetKey]:
@@ -159,8 +169,9 @@ def asset_groups(workflow: Workflow, keys: Mapping[str, AssetKey],
 
 
 def graph_name(workflow: Workflow) -> str:
-    """The multi-asset's graph (the first part of every step key: ``<graph>.<node>``)."""
-    return op_name_for(workflow.name)
+    """The multi-asset's graph, ``<workflow>__steps`` (the first part of every step key:
+    ``<graph>.<node>``); not the job's name, which Dagster keeps for the job's own graph."""
+    return f"{op_name_for(workflow.name)}__steps"
 
 
 def asset_step_ops(workflow: Workflow, fuse: bool | None = None) -> dict[str, list[str]]:
@@ -392,7 +403,8 @@ def asset_job_definition(workflow: Workflow, *, name: str | None = None,
                           workflow_ref_value=workflow_ref_value, **settings)
     job = build_asset_job(workflow, assets, name=name, executor=executor, fuse=fuse,
                           workflow_ref_value=workflow_ref_value)
-    return Definitions(assets=[assets], jobs=[job]).resolve_job_def(job.name)
+    return Definitions(assets=[assets], jobs=[job],
+                       resources=asset_resources()).resolve_job_def(job.name)
 
 
 def load_asset_job(ref: str, **settings: Any) -> JobDefinition:

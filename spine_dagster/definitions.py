@@ -33,7 +33,7 @@ from .compiler import build_job, op_name_for
 from .errors import InvalidAutomationError
 from .io_manager import SpineCheckpointIOManager
 from .model import Workflow
-from .resources import IO_MANAGER_KEY, RESOURCE_KEY, SpineRunConfig
+from .resources import IO_MANAGER_KEY, RESOURCE_KEY, RUN_CONFIG
 from .resume_job import build_resume_job
 
 
@@ -173,5 +173,5 @@ def build_definitions(
         jobs=[*spine_jobs, *jobs],
         schedules=[*schedules, *cleanup],
         sensors=list(sensors),
-        resources={IO_MANAGER_KEY: io_manager, RESOURCE_KEY: SpineRunConfig(), **(resources or {})},
+        resources={IO_MANAGER_KEY: io_manager, RESOURCE_KEY: RUN_CONFIG, **(resources or {})},
     )
