@@ -372,7 +372,8 @@ def build_asset_job(
     It carries the same spine job metadata and tags as the op job (``spine/workflow``,
     ``spine/steps``, ``spine/signature``, ``spine/ops`` keyed by step key), so that
     ``SpineDagsterClient`` resumes its runs, plus ``spine/view: assets``; and the auto-resume
-    tags and hook when the workflow has ``auto_resume``.
+    tags and hook when the workflow has ``auto_resume``. The owners are the assets' (not the
+    job's: Dagster's job owners are a beta feature that warns on every load).
     """
     ref = workflow_ref_value or workflow_ref(workflow)
     job_tags = {WORKFLOW_TAG: workflow.name, VIEW_TAG: "assets", **workflow_job_tags(workflow),
@@ -387,7 +388,6 @@ def build_asset_job(
             description=workflow.description or f"Spine workflow {workflow.name!r} (assets)",
             tags=job_tags, executor_def=_executor(executor),
             hooks={auto_resume_hook(workflow, policy)} if policy else None,
-            owners=check_owners(workflow) or None,
             metadata={"spine/workflow": workflow.name,
                       "spine/steps": MetadataValue.json(workflow.step_names()),
                       "spine/signature": MetadataValue.json(workflow.signature()),
