@@ -171,9 +171,13 @@ class SpineDagsterClient(GraphQLTransport):
             found = entries.get(label)
             return json.loads(found["jsonString"]) if found and "jsonString" in found else default
 
+        # JSON metadata comes back with its keys sorted: put the ops back in step order
+        ops = entry("spine/ops", {n: [n] for n in names})
+        position = {name: index for index, name in enumerate(names)}
+        ops = dict(sorted(ops.items(), key=lambda item: position.get(item[1][0], len(names))))
         return {"workflow": workflow.get("text", ""), "steps": names,
                 "signature": entry("spine/signature", [[n, None, None] for n in names]),
-                "ops": entry("spine/ops", {n: [n] for n in names})}
+                "ops": ops}
 
     def job_steps(self, location_name: str, repository_name: str,
                   job_name: str) -> tuple[str, list[str]]:

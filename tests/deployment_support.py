@@ -116,6 +116,7 @@ class Deployment:
     instance: DagsterInstance
     client: SpineDagsterClient
     processes: list[ProcessSession] = field(default_factory=list)
+    location: str = LOCATION
 
     @property
     def store(self):
@@ -132,7 +133,7 @@ class Deployment:
     def launch(self, job: str, trace: Path, **params: Any) -> str:
         """Launch ``job`` through GraphQL (as the Launchpad does); returns the Dagster run id."""
         config = {"resources": {"spine": {"config": {"params": {"trace": str(trace), **params}}}}}
-        return self.client.launch_run(job, run_config=config, location_name=LOCATION,
+        return self.client.launch_run(job, run_config=config, location_name=self.location,
                                       repository_name="__repository__")
 
     def wait(self, run_id: str, timeout: float = 120.0):
@@ -161,9 +162,9 @@ def wait_until(what: str, probe: Callable[[], Any], timeout: float,
     raise AssertionError(f"timed out after {timeout:g}s waiting for {what} (last error: {last})")
 
 
-def _loaded(client: SpineDagsterClient) -> bool:
+def _loaded(client: SpineDagsterClient, job: str = "deploy__flaky") -> bool:
     try:
-        return bool(client.find_job("deploy__flaky"))
+        return bool(client.find_job(job))
     except SpineDagsterError as exc:
         if "failed to load" in str(exc):
             raise AssertionError(f"the test code location does not load: {exc}") from None
@@ -182,6 +183,13 @@ def pg_checkpoint_url() -> Iterator[str]:
 def deployment(request, tmp_path_factory) -> Iterator[Deployment]:
     """A webserver on a PostgreSQL deployment (instance and checkpoints in PostgreSQL), then on an
     all-SQLite one (the embedded default)."""
+    yield from serve_location(request, tmp_path_factory, LOCATION, "deploy__flaky")
+
+
+def serve_location(request, tmp_path_factory, location: str, probe_job: str,
+                   env: dict[str, str] | None = None) -> Iterator[Deployment]:
+    """``deployment``'s body for any module of tests/locations (``probe_job``: a job it serves,
+    to know it loaded; ``env``: more environment for the webserver and the daemon)."""
     root = tmp_path_factory.mktemp("deployment")
     retries = "run_retries:\n  enabled: true\n"
     if request.param == "postgres":
@@ -193,16 +201,18 @@ def deployment(request, tmp_path_factory) -> Iterator[Deployment]:
         home = write_dagster_home(root / "dagster_home", "sqlite", extra=retries)
     workspace = root / "workspace.yaml"
     workspace.write_text(
-        f"load_from:\n  - python_module:\n      module_name: {LOCATION}\n"
+        f"load_from:\n  - python_module:\n      module_name: {location}\n"
         f"      working_directory: {LOCATION_DIR}\n")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "DAGSTER_HOME": home, "SPINE_DAGSTER_DATABASE_URL": checkpoint_url,
            "SPINE_DAGSTER_WEBSERVER_URL": url, "SPINE_DAGSTER_HOME": str(root / "spine_home"),
-           "DAGSTER_EVENT_LOG_CONSUMER_DAEMON_INTERVAL_SECONDS": "1", "PYTHONUNBUFFERED": "1"}
+           "DAGSTER_EVENT_LOG_CONSUMER_DAEMON_INTERVAL_SECONDS": "1", "PYTHONUNBUFFERED": "1",
+           **(env or {})}
     instance = DagsterInstance.from_config(home)
     client = SpineDagsterClient(url, database_url=checkpoint_url)
-    dep = Deployment(url, home, checkpoint_url, workspace, env, root, instance, client)
+    dep = Deployment(url, home, checkpoint_url, workspace, env, root, instance, client,
+                     location=location)
     try:
         webserver = ProcessSession(
             "dagster-webserver",
@@ -211,7 +221,7 @@ def deployment(request, tmp_path_factory) -> Iterator[Deployment]:
             env, root / "webserver.log")
         dep.processes.append(webserver)
         wait_until("the webserver to serve the code location",
-                   lambda: _loaded(client), STARTUP_SECONDS, [webserver])
+                   lambda: _loaded(client, probe_job), STARTUP_SECONDS, [webserver])
         yield dep
     finally:
         errors = []
