@@ -54,11 +54,17 @@ def _sessions() -> dict[int, int]:
 class ProcessSession:
     """A command started in its own session, stopped with everything it started."""
 
-    def __init__(self, name: str, cmd: list[str], env: dict[str, str], log: Path) -> None:
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str], log: Path,
+                 cwd: Path | None = None, default_sigint: bool = False) -> None:
         self.name, self.log = name, log
         self._log = open(log, "wb")
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True, cwd=str(log.parent))
+        # default_sigint: a shell's background job starts with SIGINT ignored, and `dagster dev`
+        # (so `dg dev`) copies that onto SIGTERM; give SIGINT its default back so SIGTERM works.
+        self.proc = subprocess.Popen(
+            cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=str(cwd or log.parent),
+            preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) if default_sigint
+            else None)
         self.sid = self.proc.pid
 
     def members(self) -> list[int]:
