@@ -46,6 +46,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import threading
 import warnings
 from typing import Any, Iterator, Mapping
@@ -69,6 +70,8 @@ from dagster import (
     Out,
     OutputMapping,
     Permissive,
+    StaticPartitionsDefinition,
+    TimeWindowPartitionsDefinition,
     define_asset_job,
 )
 
@@ -97,6 +100,7 @@ ASSET_IO_MANAGER_KEY = "io_manager"
 QUALITY_CHECK = "spine_quality"
 KIND_TAG = "dagster/kind/spine"
 VIEW_TAG = "spine/view"
+PARTITIONS_TAG = "spine/partitions"
 __all__ = ["QUALITY_CHECK", "asset_keys", "asset_resources", "build_asset_job", "build_assets",
            "load_asset_job", "shared_resources"]
 
@@ -378,6 +382,9 @@ def build_asset_job(
     ref = workflow_ref_value or workflow_ref(workflow)
     job_tags = {WORKFLOW_TAG: workflow.name, VIEW_TAG: "assets", **workflow_job_tags(workflow),
                 **auto_resume_tags(workflow), **(tags or {})}
+    partitions = partitions_tag(assets.partitions_def)
+    if partitions:
+        job_tags[PARTITIONS_TAG] = partitions
     if is_importable(ref):
         job_tags[WORKFLOW_REF_TAG] = ref
     policy = auto_resume_of(workflow)
@@ -394,11 +401,38 @@ def build_asset_job(
                       "spine/ops": MetadataValue.json(asset_step_ops(workflow, fuse))})
 
 
+def partitions_tag(partitions_def: Any) -> str | None:
+    """The job tag that lets another process rebuild the assets' partitions (a resume from a new
+    process must materialize the same partition keys); None for none, or a kind it cannot."""
+    if isinstance(partitions_def, TimeWindowPartitionsDefinition):
+        return json.dumps({"start": partitions_def.start.strftime(partitions_def.fmt),
+                           "end": partitions_def.end.strftime(partitions_def.fmt)
+                           if partitions_def.end else None,
+                           "fmt": partitions_def.fmt, "timezone": partitions_def.timezone,
+                           "cron_schedule": partitions_def.cron_schedule,
+                           "end_offset": partitions_def.end_offset})
+    if isinstance(partitions_def, StaticPartitionsDefinition):
+        return json.dumps({"static": partitions_def.get_partition_keys()})
+    return None
+
+
+def partitions_from_tag(value: str | None) -> Any:
+    """The partitions definition :func:`partitions_tag` describes."""
+    if not value:
+        return None
+    data = json.loads(value)
+    if "static" in data:
+        return StaticPartitionsDefinition(list(data["static"]))
+    return TimeWindowPartitionsDefinition(**{k: v for k, v in data.items() if v is not None})
+
+
 def asset_job_definition(workflow: Workflow, *, name: str | None = None,
                          partitions_def: Any = None, executor: Any = "in_process",
                          fuse: bool | None = None, workflow_ref_value: str | None = None,
                          **settings: Any) -> JobDefinition:
     """The asset job of ``workflow``, resolved (for ``execute_job`` and tests)."""
+    if isinstance(partitions_def, str):
+        partitions_def = partitions_from_tag(partitions_def)
     assets = build_assets(workflow, partitions_def=partitions_def, fuse=fuse,
                           workflow_ref_value=workflow_ref_value, **settings)
     job = build_asset_job(workflow, assets, name=name, executor=executor, fuse=fuse,

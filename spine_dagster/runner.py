@@ -41,7 +41,7 @@ from dagster import (
 )
 
 from . import dburl
-from .assets import VIEW_TAG, asset_step_ops
+from .assets import PARTITIONS_TAG, VIEW_TAG, asset_step_ops
 from .code_origin import attach_origin, find_serving_job, workspace_file
 from .compiler import EXECUTORS, node_name, op_groups, reconstructable_job, step_keys, validate
 from .context import WorkflowContext
@@ -462,7 +462,8 @@ class WorkflowRunner:
         level = (self.log_level or "CRITICAL").upper()
         return deep_merge(run_config, {"loggers": {"console": {"config": {"log_level": level}}}})
 
-    def _job(self, workflow: Workflow, name: str | None, assets: bool = False):
+    def _job(self, workflow: Workflow, name: str | None, assets: bool = False,
+             partitions: str | None = None):
         ref = workflow_ref(workflow)
         if self.executor != "in_process" and not is_importable(ref):
             raise WorkflowNotFoundError(
@@ -475,7 +476,8 @@ class WorkflowRunner:
                                    executor=self.executor, fuse=self.fuse, name=name,
                                    delete_checkpoints_on_success=(
                                        self.delete_checkpoints_on_success or None),
-                                   loader="load_asset_job" if assets else "load_job")
+                                   loader="load_asset_job" if assets else "load_job",
+                                   partitions_def=partitions)
 
     def _carry_out(self, workflow: Workflow, record: RunRecord, plan: ResumePlan, *,
                    params_override: Mapping[str, Any] | None, resume_retry: bool,
@@ -501,6 +503,7 @@ class WorkflowRunner:
                                resume_retry=resume_retry)
             tags[LAUNCHER_TAG] = launcher_tag()
             assets = parent.tags.get(VIEW_TAG) == "assets"
+            partitions = parent.tags.get(PARTITIONS_TAG) if assets else None
             options = ReexecutionOptions(parent_run_id=parent.run_id, step_selection=nodes_from(
                 plan, self._ops(workflow, assets)))
             # A resume starts from checkpoints only: transit rows the parent left behind (its
@@ -508,7 +511,7 @@ class WorkflowRunner:
             self.store.delete_transit(parent.run_id)
             result = self._run(workflow, record.run_id, run_config, tags,
                                reexecution_options=options, job_name=parent.job_name,
-                               assets=assets)
+                               assets=assets, partitions=partitions)
         result.warnings = list(plan.warnings)
         result.plan = plan
         return result
@@ -516,11 +519,11 @@ class WorkflowRunner:
     def _run(self, workflow: Workflow, spine_id: str, run_config: dict[str, Any],
              tags: dict[str, str], *, reexecution_options: ReexecutionOptions | None = None,
              op_selection: list[str] | None = None, job_name: str | None = None,
-             assets: bool | None = None) -> WorkflowResult:
+             assets: bool | None = None, partitions: str | None = None) -> WorkflowResult:
         assets = self.assets if assets is None else assets
         serving = find_serving_job(self.workspace, workflow.name, self.database_url)
         name = job_name or (serving.job_name if serving else None)
-        job = self._job(workflow, name, assets)
+        job = self._job(workflow, name, assets, partitions)
         progress = StepProgress(self.store, spine_id, self.emit).start() if self.progress else None
         started = utcnow()
         try:

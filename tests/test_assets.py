@@ -17,6 +17,7 @@ from dagster import (
     DagsterEventType,
     DailyPartitionsDefinition,
     Definitions,
+    StaticPartitionsDefinition,
     execute_job,
 )
 
@@ -291,3 +292,17 @@ def test_partitioned_asset_steps_see_the_partition(database_url, instance):
     assert instance.get_materialized_partitions(key) == {"2026-01-03"}
     assert Definitions(assets=[build_assets(wf, partitions_def=daily,
                                             database_url=database_url)]) is not None
+
+
+def test_partitions_are_recorded_so_another_process_rebuilds_them():
+    from spine_dagster.assets import partitions_from_tag, partitions_tag
+
+    daily = DailyPartitionsDefinition(start_date="2026-01-01", end_date="2026-02-01")
+    rebuilt = partitions_from_tag(partitions_tag(daily))
+    assert rebuilt.get_partition_keys() == daily.get_partition_keys()
+    static = partitions_from_tag(partitions_tag(StaticPartitionsDefinition(["eu", "us"])))
+    assert static.get_partition_keys() == ["eu", "us"]
+    job = build_definitions([SpineJob(ORDERS, assets=True, partitions_def=daily)],
+                            database_url="sqlite:///unused.db").resolve_job_def("assets__orders")
+    assert partitions_from_tag(job.tags["spine/partitions"]).get_partition_keys()[0] == \
+        "2026-01-01"
