@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test ui bench clean
+.PHONY: demo test ui bench clean dg-check
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "spine_dagster needs Python 3.11+"'
@@ -26,3 +26,7 @@ bench: $(BIN)/.installed
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# `dg check defs` on the example dg project (CI runs it; tests/test_component.py does too)
+dg-check: $(BIN)/.installed
+	cd examples/dg_project && DAGSTER_HOME=$$(mktemp -d) ../../$(BIN)/dg check defs

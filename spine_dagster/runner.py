@@ -491,6 +491,11 @@ class WorkflowRunner:
                 f"run {record.run_id!r} has no Dagster run {parent_id!r} in this Dagster instance "
                 f"({self.instance.root_directory}); use the instance the run was started with "
                 f"(DAGSTER_HOME).")
+        if parent.job_name.startswith("__ASSET_JOB"):
+            raise WorkflowMismatchError(
+                f"Dagster run {parent.run_id} is a run of Dagster's implicit asset job (the UI's "
+                f"Materialize, or an asset backfill): re-execute it from the Dagster UI (from "
+                f"failure, or from asset failure), or launch the workflow's own job.")
         guard_not_running(record, self._busy(record))
         with ResumeLease(self.store, record.run_id, statuses):
             run_config = resume_run_config(parent.run_config, plan,

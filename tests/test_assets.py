@@ -306,3 +306,14 @@ def test_partitions_are_recorded_so_another_process_rebuilds_them():
                             database_url="sqlite:///unused.db").resolve_job_def("assets__orders")
     assert partitions_from_tag(job.tags["spine/partitions"]).get_partition_keys()[0] == \
         "2026-01-01"
+
+
+def test_materializing_only_downstream_assets_in_a_new_run_says_to_reexecute(database_url,
+                                                                               instance):
+    STATE["fail_load"] = False
+    job = reconstructable_job(ORDERS, loader="load_asset_job", database_url=database_url)
+    fresh = execute_job(job, instance=instance, asset_selection=[LOADED], raise_on_error=False)
+
+    assert not fresh.success and CALLS == []
+    [failure] = fresh.get_step_failure_events()
+    assert "has no checkpoint" in str(failure.step_failure_data.error)

@@ -22,7 +22,7 @@ from deployment_support import (  # noqa: F401 - fixtures
     wait_until,
 )
 
-from spine_dagster import WorkflowStatus
+from spine_dagster import WorkflowMismatchError, WorkflowStatus
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(600)]
 
@@ -163,6 +163,11 @@ def test_a_backfill_partition_that_failed_resumes_alone(deployment, daemon, flag
     assert deployment.instance.get_materialized_partitions(last) == {"2026-01-02", "2026-01-04"}
 
     (flags / "fail_2026-01-03").unlink()
+    # A run of the implicit asset job has no spine job metadata: the UI re-executes it.
+    with pytest.raises(WorkflowMismatchError, match="implicit asset job"):
+        deployment.runner().resume(failed)
+    with pytest.raises(WorkflowMismatchError, match="not a spine job"):
+        deployment.client.resume(failed)
     retry = deployment.client.reexecute(failed, "FROM_FAILURE")
     child = deployment.wait(retry)
 
