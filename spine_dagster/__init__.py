@@ -77,8 +77,10 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from .assets import build_asset_job, build_assets  # noqa: F401
     from .auto_resume import AutoResume  # noqa: F401
     from .client import SpineDagsterClient  # noqa: F401
+    from .component import SpineWorkflowComponent  # noqa: F401
     from .compiler import build_job, op_name_for  # noqa: F401
     from .context import WorkflowContext  # noqa: F401
     from .definitions import SpineJob, build_definitions  # noqa: F401
@@ -86,4 +88,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .records import Checkpoint, RunRecord  # noqa: F401
     from .results import QualityMetrics, StepResult, WorkflowResult, WorkflowStatus  # noqa: F401
     from .runner import WorkflowRunner  # noqa: F401
+    from .sensors import ResumeDecision, SpineFailure, spine_failure_sensor  # noqa: F401
     from .store import CheckpointStore  # noqa: F401

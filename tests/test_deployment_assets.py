@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, DagsterEventType, DagsterRunStatus, RunsFilter
 from deployment_support import (  # noqa: F401 - fixtures
+    LOCATION_DIR,
     Deployment,
     daemon,
     pg_checkpoint_url,
@@ -137,7 +138,7 @@ BACKFILL = """mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(back
   __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
 
 
-def test_a_backfill_partition_that_failed_resumes_alone(deployment, daemon, flags):
+def test_a_backfill_partition_that_failed_resumes_alone(deployment, daemon, flags, monkeypatch):
     days = ["2026-01-02", "2026-01-03", "2026-01-04"]
     (flags / "fail_2026-01-03").touch()
     keys = [{"path": ["assets__daily", f"step{i}"]} for i in range(1, 5)]
@@ -164,6 +165,7 @@ def test_a_backfill_partition_that_failed_resumes_alone(deployment, daemon, flag
 
     (flags / "fail_2026-01-03").unlink()
     # A run of the implicit asset job has no spine job metadata: the UI re-executes it.
+    monkeypatch.syspath_prepend(str(LOCATION_DIR))  # the runner imports the workflow
     with pytest.raises(WorkflowMismatchError, match="implicit asset job"):
         deployment.runner().resume(failed)
     with pytest.raises(WorkflowMismatchError, match="not a spine job"):
