@@ -6,7 +6,7 @@ PORT ?= 3000
 # The demo's home (checkpoints and Dagster instance): $SPINE_DAGSTER_HOME, else ~/.spine_dagster
 SPINE_HOME = $${SPINE_DAGSTER_HOME:-$$HOME/.spine_dagster}
 
-.PHONY: demo test ui bench clean
+.PHONY: demo test ui bench clean dg-check
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "spine_dagster needs Python 3.11+"'
@@ -34,3 +34,7 @@ bench: $(BIN)/.installed
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# `dg check defs` on the example dg project (CI runs it; tests/test_component.py does too)
+dg-check: $(BIN)/.installed
+	cd examples/dg_project && DAGSTER_HOME=$$(mktemp -d) ../../$(BIN)/dg check defs

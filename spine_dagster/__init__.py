@@ -20,12 +20,14 @@ from .version import __version__
 # public name -> the module that defines it
 _EXPORTS: dict[str, str] = {
     "AutoResume": "auto_resume",
+    "build_asset_job": "assets", "build_assets": "assets",
     "spine_partitioned_schedule": "automation", "spine_run_config": "automation",
     "spine_schedule": "automation", "spine_sensor": "automation",
     "RemoteRun": "client", "SpineDagsterClient": "client",
     "SpineStepFailure": "engine", "build_job": "compiler", "op_name_for": "compiler",
     "WorkflowContext": "context",
     "SpineJob": "definitions", "build_definitions": "definitions",
+    "SpineWorkflowComponent": "component",
     "CheckpointCorruptError": "errors", "CheckpointNotFoundError": "errors",
     "CheckpointSerializationError": "errors", "CheckpointTooLargeError": "errors",
     "CheckpointWriteError": "errors", "DatabaseUnavailableError": "errors",
@@ -50,6 +52,7 @@ _EXPORTS: dict[str, str] = {
     "QualityMetrics": "results", "StepExecution": "results", "StepResult": "results",
     "WorkflowResult": "results", "WorkflowStatus": "results",
     "ResumePlan": "resume",
+    "ResumeDecision": "sensors", "SpineFailure": "sensors", "spine_failure_sensor": "sensors",
     "SpineWebserver": "resume_job", "build_resume_job": "resume_job",
     "CheckpointRetention": "retention", "cleanup_job": "retention",
     "cleanup_schedule": "retention",
@@ -75,8 +78,10 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from .assets import build_asset_job, build_assets  # noqa: F401
     from .auto_resume import AutoResume  # noqa: F401
     from .client import SpineDagsterClient  # noqa: F401
+    from .component import SpineWorkflowComponent  # noqa: F401
     from .compiler import build_job, op_name_for  # noqa: F401
     from .context import WorkflowContext  # noqa: F401
     from .dask_executor import spine_dask_executor  # noqa: F401
@@ -85,4 +90,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .records import Checkpoint, RunRecord  # noqa: F401
     from .results import QualityMetrics, StepResult, WorkflowResult, WorkflowStatus  # noqa: F401
     from .runner import WorkflowRunner  # noqa: F401
+    from .sensors import ResumeDecision, SpineFailure, spine_failure_sensor  # noqa: F401
     from .store import CheckpointStore  # noqa: F401

@@ -171,10 +171,10 @@ class SpineDagsterClient(GraphQLTransport):
             found = entries.get(label)
             return json.loads(found["jsonString"]) if found and "jsonString" in found else default
 
-        # Dagster stores JSON metadata with its keys sorted: put the ops back in step order.
+        # JSON metadata comes back with its keys sorted: put the ops back in step order
         ops = entry("spine/ops", {n: [n] for n in names})
-        first = {name: position for position, name in enumerate(names)}
-        ops = dict(sorted(ops.items(), key=lambda item: first.get(item[1][0], len(names))))
+        position = {name: index for index, name in enumerate(names)}
+        ops = dict(sorted(ops.items(), key=lambda item: position.get(item[1][0], len(names))))
         return {"workflow": workflow.get("text", ""), "steps": names,
                 "signature": entry("spine/signature", [[n, None, None] for n in names]),
                 "ops": ops}

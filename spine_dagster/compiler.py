@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import warnings
 from typing import Any, Mapping, Sequence
 
 import dagster
@@ -57,6 +58,8 @@ from .locate import is_importable, load_workflow, workflow_ref
 from .model import ErrorPolicy, Step, StepType, Workflow
 from .pipelines import get_pipeline
 from .resources import IO_MANAGER_KEY, RESOURCE_KEY, run_config_resource
+from .tags import COMPUTE_KIND_TAG, check_owners
+from .tags import job_tags as workflow_job_tags
 
 EXECUTORS = ("in_process", "multiprocess", "dask")
 FUSED_SEPARATOR = "__thru__"
@@ -178,7 +181,7 @@ def _make_op(workflow: Workflow, group: list[int], keys: Sequence[str], ref: str
         out=Out(dagster.Any, io_manager_key=IO_MANAGER_KEY, metadata=out_metadata),
         required_resource_keys={RESOURCE_KEY, IO_MANAGER_KEY},
         tags={STEP_TAG: names[0] if not fused else ",".join(names)[:500],
-              WORKFLOW_TAG: workflow.name},
+              WORKFLOW_TAG: workflow.name, COMPUTE_KIND_TAG: "spine"},
         config_schema=config,
     )
     pool = getattr(steps[0], "pool", None)
@@ -276,26 +279,31 @@ def build_job(
             database_url=database_url, checkpoint_strategy=checkpoint_strategy,
             max_checkpoint_bytes=max_checkpoint_bytes,
             delete_checkpoints_on_success=delete_checkpoints_on_success)
-    job_tags = {WORKFLOW_TAG: workflow.name, **(tags or {})}
+    job_tags = {WORKFLOW_TAG: workflow.name, **workflow_job_tags(workflow), **(tags or {})}
+    owners = check_owners(workflow)
     if is_importable(ref):
         job_tags[WORKFLOW_REF_TAG] = ref
     job_name = name or op_name_for(workflow.name)
     graph = GraphDefinition(name=job_name, node_defs=ops, dependencies=deps,
                             description=workflow.description or None)
-    return graph.to_job(
-        name=job_name,
-        resource_defs={IO_MANAGER_KEY: io_manager,
-                       RESOURCE_KEY: run_config_resource(workflow.defaults)},
-        executor_def=_executor(executor),
-        tags=job_tags,
-        partitions_def=partitions_def,
-        description=workflow.description or f"Spine workflow {workflow.name!r}",
-        metadata={"spine/workflow": workflow.name,
-                  "spine/steps": MetadataValue.json([s.name for s in workflow.steps]),
-                  "spine/signature": MetadataValue.json(workflow.signature()),
-                  "spine/ops": MetadataValue.json({n: [workflow.steps[i].name for i in g]
-                                                   for n, g in zip(nodes, groups)})},
-    )
+    with warnings.catch_warnings():  # job owners are a beta feature of Dagster
+        warnings.simplefilter("ignore", category=dagster.BetaWarning)
+        job = graph.to_job(
+            name=job_name,
+            resource_defs={IO_MANAGER_KEY: io_manager,
+                           RESOURCE_KEY: run_config_resource(workflow.defaults)},
+            executor_def=_executor(executor),
+            tags=job_tags,
+            partitions_def=partitions_def,
+            description=workflow.description or f"Spine workflow {workflow.name!r}",
+            metadata={"spine/workflow": workflow.name,
+                      "spine/steps": MetadataValue.json([s.name for s in workflow.steps]),
+                      "spine/signature": MetadataValue.json(workflow.signature()),
+                      "spine/ops": MetadataValue.json({n: [workflow.steps[i].name for i in g]
+                                                       for n, g in zip(nodes, groups)})},
+            owners=owners or None,
+        )
+    return job
 
 
 def load_job(ref: str, database_url: str | None = None, checkpoint_strategy: str | None = None,
@@ -326,8 +334,10 @@ def load_job(ref: str, database_url: str | None = None, checkpoint_strategy: str
     return job
 
 
-def reconstructable_job(workflow: Workflow, *, ref: str | None = None, **settings: Any):
-    """A ``ReconstructableJob`` for ``execute_job``: Dagster rebuilds it from the workflow ref.
+def reconstructable_job(workflow: Workflow, *, ref: str | None = None, loader: str = "load_job",
+                        **settings: Any):
+    """A ``ReconstructableJob`` for ``execute_job``: Dagster rebuilds it from the workflow ref
+    with ``loader`` (``load_job``, or ``load_asset_job`` of :mod:`spine_dagster.assets`).
 
     Its arguments are stored by Dagster (the run's ``job_code_origin``), so a database URL goes
     in as its reference: a password is masked (see :mod:`spine_dagster.dburl`).
@@ -337,6 +347,7 @@ def reconstructable_job(workflow: Workflow, *, ref: str | None = None, **setting
         settings["database_url"] = reference(settings["database_url"],
                                              export=settings.get("executor") != "in_process")
     kwargs = {k: v for k, v in settings.items() if v is not None}
-    return dagster.build_reconstructable_job("spine_dagster.compiler", "load_job",
+    module = "spine_dagster.compiler" if loader == "load_job" else "spine_dagster.assets"
+    return dagster.build_reconstructable_job(module, loader,
                                              reconstructable_args=(ref,),
                                              reconstructable_kwargs=kwargs)

@@ -27,16 +27,17 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from dagster import Definitions, ExecutorDefinition, JobDefinition, PartitionsDefinition
+from dagster import AssetsDefinition, Definitions, ExecutorDefinition, JobDefinition, PartitionsDefinition
 
 from . import retention
+from .assets import build_asset_job, build_assets
 from .auto_resume import auto_resume_tags
 from .hooks import with_auto_resume
 from .compiler import build_job, op_name_for
 from .errors import InvalidAutomationError
 from .io_manager import SpineCheckpointIOManager
 from .model import Workflow
-from .resources import IO_MANAGER_KEY, RESOURCE_KEY, SpineRunConfig
+from .resources import IO_MANAGER_KEY, RESOURCE_KEY, RUN_CONFIG
 from .resume_job import build_resume_job
 from .workflow_yaml import load_workflow_yaml
 
@@ -53,6 +54,9 @@ class SpineJob:
             (default: ``build_definitions``'s).
         name: the job name (default: the sanitized workflow name, ``my.flow`` -> ``my__flow``).
         tags: extra tags on the job, so on every run of it.
+        assets: serve the workflow as assets (see :mod:`spine_dagster.assets`): one
+            graph-backed multi-asset, one op per step, and an asset job named as above.
+        fuse: fuse consecutive steps into one op (default: the workflow's ``fuse``).
 
     Example:
         >>> from dagster import StaticPartitionsDefinition
@@ -67,6 +71,8 @@ class SpineJob:
     executor: str | ExecutorDefinition | None = None
     name: str | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
+    assets: bool = False
+    fuse: bool | None = None
 
     @property
     def job_name(self) -> str:
@@ -77,8 +83,18 @@ class SpineJob:
         """Compile the workflow with these options and the code location's IO manager."""
         tags = {**auto_resume_tags(self.workflow), **self.tags}
         job = build_job(self.workflow, io_manager=io_manager, executor=self.executor or executor,
-                        name=self.name, tags=tags or None, partitions_def=self.partitions_def)
+                        name=self.name, tags=tags or None, partitions_def=self.partitions_def,
+                        fuse=self.fuse)
         return with_auto_resume(job, self.workflow)
+
+    def build_assets(self, *, io_manager: SpineCheckpointIOManager,
+                     executor: str) -> tuple[AssetsDefinition, Any]:
+        """The asset view: (the multi-asset, the asset job that materializes it)."""
+        assets = build_assets(self.workflow, io_manager=io_manager,
+                              partitions_def=self.partitions_def, fuse=self.fuse)
+        job = build_asset_job(self.workflow, assets, name=self.job_name, tags=self.tags,
+                              executor=self.executor or executor, fuse=self.fuse)
+        return assets, job
 
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -148,7 +164,8 @@ def build_definitions(
             params from the Launchpad (see :mod:`spine_dagster.resume_job`).
 
     A workflow with ``auto_resume`` gets Dagster's run-retry tags and the auto-resume hook (see
-    :mod:`spine_dagster.auto_resume`).
+    :mod:`spine_dagster.auto_resume`). A ``SpineJob(..., assets=True)`` adds its assets and their
+    asset job instead of an op job.
     """
     io_manager = SpineCheckpointIOManager.from_settings(
         database_url=database_url, checkpoint_strategy=checkpoint_strategy,
@@ -162,7 +179,14 @@ def build_definitions(
                 f"workflows {seen[spec.job_name]!r} and {spec.workflow.name!r} both become the "
                 f"Dagster job {spec.job_name!r}; give one of them SpineJob(..., name=...).")
         seen[spec.job_name] = spec.workflow.name
-    spine_jobs = [spec.build(io_manager=io_manager, executor=executor) for spec in specs]
+    spine_jobs, spine_assets = [], []
+    for spec in specs:
+        if spec.assets:
+            assets, job = spec.build_assets(io_manager=io_manager, executor=executor)
+            spine_assets.append(assets)
+            spine_jobs.append(job)
+        else:
+            spine_jobs.append(spec.build(io_manager=io_manager, executor=executor))
     if resume_job:
         spine_jobs.append(build_resume_job(io_manager=io_manager))
     cleanup = []
@@ -170,8 +194,9 @@ def build_definitions(
         cleanup.append(retention.cleanup_schedule(database_url, checkpoint_retention_days,
                                                   retention_cron_schedule))
     return Definitions(
+        assets=spine_assets or None,
         jobs=[*spine_jobs, *jobs],
         schedules=[*schedules, *cleanup],
         sensors=list(sensors),
-        resources={IO_MANAGER_KEY: io_manager, RESOURCE_KEY: SpineRunConfig(), **(resources or {})},
+        resources={IO_MANAGER_KEY: io_manager, RESOURCE_KEY: RUN_CONFIG, **(resources or {})},
     )

@@ -65,9 +65,14 @@ class SpineStepFailure(Failure):
 
 
 def run_op(context: Any, workflow: Workflow, indices: Sequence[int], spine_ctx: dict | None, *,
-           ref: str | None, upstream_key: str | None) -> Output:
-    """Run the steps ``indices`` of ``workflow`` (one op), starting from ``spine_ctx``."""
-    io: SpineCheckpointIOManager = getattr(context.resources, IO_MANAGER_KEY)
+           ref: str | None, upstream_key: str | None, io_manager_key: str = IO_MANAGER_KEY,
+           at_boundary: bool = False) -> Output:
+    """Run the steps ``indices`` of ``workflow`` (one op), starting from ``spine_ctx``.
+
+    ``upstream_key`` is the step key of the upstream op; ``at_boundary`` says that this run
+    does not execute it (an asset-subset run, see :mod:`spine_dagster.assets`).
+    """
+    io: SpineCheckpointIOManager = getattr(context.resources, io_manager_key)
     run = context.run
     state = io.run_state(run)
     local = in_process(context)
@@ -76,7 +81,7 @@ def run_op(context: Any, workflow: Workflow, indices: Sequence[int], spine_ctx: 
     state.flush()  # the previous op's checkpoint is durable before this op runs a step
     config = run_config_of(run)
     names = [workflow.steps[i].name for i in indices]
-    boundary = (spine_ctx is None or config.get("start_from") in names
+    boundary = (at_boundary or spine_ctx is None or config.get("start_from") in names
                 or (run.step_keys_to_execute is not None
                     and upstream_key not in run.step_keys_to_execute))
     ctx, first = _starting_point(context, workflow, state, config, indices, spine_ctx, boundary)

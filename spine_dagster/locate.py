@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import importlib
 import importlib.util
 import os
@@ -33,6 +34,7 @@ import sys
 import uuid
 import weakref
 from types import ModuleType
+from typing import Any
 
 from .errors import WorkflowNotFoundError
 from .model import Workflow
@@ -40,6 +42,7 @@ from .workflow_yaml import load_workflow_yaml
 
 _LOCAL: weakref.WeakValueDictionary[str, Workflow] = weakref.WeakValueDictionary()
 _LOCAL_ATTR = "_spine_local_ref"
+_REF_ATTR = "_spine_ref"  # a variant's reference: its original's (see variant())
 _FILE_MODULES: dict[str, ModuleType] = {}  # script path -> the module we loaded it as
 _FILE_MODULES_NAMES: set[str] = set()
 
@@ -53,6 +56,9 @@ def _find_attr(module: ModuleType, workflow: Workflow) -> str | None:
 
 def workflow_ref(workflow: Workflow) -> str:
     """The reference of ``workflow``: importable when possible, else a process-local one."""
+    recorded = workflow.__dict__.get(_REF_ATTR)
+    if recorded:
+        return recorded
     if workflow.source_file:
         return yaml_ref(workflow.source_file, workflow.pipelines_module)
     module_name = workflow.defined_in
@@ -88,6 +94,20 @@ def _load_yaml(ref: str, what: str) -> Workflow:
             f"{f' with the pipelines of module {module!r}' if module else ''}, which could not be "
             f"loaded ({type(exc).__name__}: {exc}). Restore the file at that path (and make its "
             f"pipelines importable), or pass workflow= to resume().") from exc
+
+
+def variant(workflow: Workflow, **changes: Any) -> Workflow:
+    """A copy of ``workflow`` with some settings changed (e.g. ``auto_resume``: not its steps)
+    whose runs record the original's reference: another process loads the original."""
+    copied = copy.copy(workflow)
+    for attr in (_LOCAL_ATTR, _REF_ATTR, "_spine_compiled_jobs"):
+        copied.__dict__.pop(attr, None)
+    for name, value in changes.items():
+        setattr(copied, name, value)
+    ref = workflow_ref(workflow)
+    if is_importable(ref):
+        copied.__dict__[_REF_ATTR] = ref
+    return copied
 
 
 def local_ref(workflow: Workflow) -> str:

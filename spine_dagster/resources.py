@@ -47,6 +47,11 @@ class SpineRunConfig(ConfigurableResource):
         "is partitioned (a dict of dimension keys for multi-partitions).")
 
 
+RUN_CONFIG = SpineRunConfig()
+"""The ``spine`` resource of code locations: one object, so that Definitions merge (a ``dg``
+project merges the Definitions of its components and modules) never see two of them."""
+
+
 def run_config_of(dagster_run: Any) -> dict[str, Any]:
     """The ``spine`` resource config of a Dagster run, as a plain dict.
 

@@ -41,6 +41,7 @@ from dagster import (
 )
 
 from . import dburl
+from .assets import PARTITIONS_TAG, VIEW_TAG, asset_step_ops
 from .code_origin import attach_origin, find_serving_job, workspace_file
 from .compiler import EXECUTORS, node_name, op_groups, reconstructable_job, step_keys, validate
 from .context import WorkflowContext
@@ -137,6 +138,8 @@ class WorkflowRunner:
             re-execute them. ``""`` turns it off.
         progress: print the step lines (default: when ``log_level`` is not set).
         fuse: run consecutive steps in one op (default: each workflow's ``fuse``).
+        assets: run workflows as their asset view (:mod:`spine_dagster.assets`): each step
+            materializes its asset. A resume follows the view of the run it resumes.
     """
 
     def __init__(
@@ -153,6 +156,7 @@ class WorkflowRunner:
         workspace: str | os.PathLike | None = None,
         progress: bool | None = None,
         fuse: bool | None = None,
+        assets: bool = False,
     ) -> None:
         if checkpoint_strategy not in STRATEGIES:
             check_settings(checkpoint_strategy=checkpoint_strategy)
@@ -173,6 +177,7 @@ class WorkflowRunner:
         self.workspace = workspace_file(workspace)
         self.progress = progress if progress is not None else log_level is None
         self.fuse = fuse
+        self.assets = assets
         self.emit: Callable[[str], Any] = print
 
     @property
@@ -244,6 +249,10 @@ class WorkflowRunner:
                           start_context=start.to_dict())
             if context is not None and not params:
                 config["params"] = dict(context.params)
+            if start_index and self.assets:
+                raise InvalidSettingError(
+                    "a new run of the asset view cannot start at a later step; run it whole, "
+                    "or continue an existing run with execute(wf, run_id=..., start_from=...).")
             if start_index:
                 selection = [f"{self._node_of(workflow, start_index)}*"]
         run_config = {"resources": {RESOURCE_KEY: {"config": to_json_value(config, what="params")}}}
@@ -376,7 +385,9 @@ class WorkflowRunner:
                 return node_name(keys, group)
         raise UnknownStepError(f"no op runs step {index}")  # pragma: no cover
 
-    def _ops(self, workflow: Workflow) -> dict[str, list[str]]:
+    def _ops(self, workflow: Workflow, assets: bool = False) -> dict[str, list[str]]:
+        if assets:
+            return asset_step_ops(workflow, self.fuse)
         keys = step_keys(workflow)
         return {node_name(keys, g): [workflow.steps[i].name for i in g]
                 for g in op_groups(workflow, self.fuse)}
@@ -451,7 +462,8 @@ class WorkflowRunner:
         level = (self.log_level or "CRITICAL").upper()
         return deep_merge(run_config, {"loggers": {"console": {"config": {"log_level": level}}}})
 
-    def _job(self, workflow: Workflow, name: str | None):
+    def _job(self, workflow: Workflow, name: str | None, assets: bool = False,
+             partitions: str | None = None):
         ref = workflow_ref(workflow)
         if self.executor != "in_process" and not is_importable(ref):
             raise WorkflowNotFoundError(
@@ -463,7 +475,9 @@ class WorkflowRunner:
                                    max_checkpoint_bytes=self.max_checkpoint_bytes,
                                    executor=self.executor, fuse=self.fuse, name=name,
                                    delete_checkpoints_on_success=(
-                                       self.delete_checkpoints_on_success or None))
+                                       self.delete_checkpoints_on_success or None),
+                                   loader="load_asset_job" if assets else "load_job",
+                                   partitions_def=partitions)
 
     def _carry_out(self, workflow: Workflow, record: RunRecord, plan: ResumePlan, *,
                    resume_retry: bool,
@@ -477,6 +491,11 @@ class WorkflowRunner:
                 f"run {record.run_id!r} has no Dagster run {parent_id!r} in this Dagster instance "
                 f"({self.instance.root_directory}); use the instance the run was started with "
                 f"(DAGSTER_HOME).")
+        if parent.job_name.startswith("__ASSET_JOB"):
+            raise WorkflowMismatchError(
+                f"Dagster run {parent.run_id} is a run of Dagster's implicit asset job (the UI's "
+                f"Materialize, or an asset backfill): re-execute it from the Dagster UI (from "
+                f"failure, or from asset failure), or launch the workflow's own job.")
         guard_not_running(record, self._busy(record))
         with ResumeLease(self.store, record.run_id, statuses):
             run_config = resume_run_config(parent.run_config, plan,
@@ -487,24 +506,28 @@ class WorkflowRunner:
                                spine_run_id=record.run_id, workflow_name=workflow.name,
                                resume_retry=resume_retry)
             tags[LAUNCHER_TAG] = launcher_tag()
-            options = ReexecutionOptions(parent_run_id=parent.run_id,
-                                         step_selection=nodes_from(plan, self._ops(workflow)))
+            assets = parent.tags.get(VIEW_TAG) == "assets"
+            partitions = parent.tags.get(PARTITIONS_TAG) if assets else None
+            options = ReexecutionOptions(parent_run_id=parent.run_id, step_selection=nodes_from(
+                plan, self._ops(workflow, assets)))
             # A resume starts from checkpoints only: transit rows the parent left behind (its
             # process died before the failing step could drop them) are garbage now.
             self.store.delete_transit(parent.run_id)
             result = self._run(workflow, record.run_id, run_config, tags,
-                               reexecution_options=options, job_name=parent.job_name)
+                               reexecution_options=options, job_name=parent.job_name,
+                               assets=assets, partitions=partitions)
         result.warnings = list(plan.warnings)
         result.plan = plan
         return result
 
     def _run(self, workflow: Workflow, spine_id: str, run_config: dict[str, Any],
              tags: dict[str, str], *, reexecution_options: ReexecutionOptions | None = None,
-             op_selection: list[str] | None = None, job_name: str | None = None
-             ) -> WorkflowResult:
+             op_selection: list[str] | None = None, job_name: str | None = None,
+             assets: bool | None = None, partitions: str | None = None) -> WorkflowResult:
+        assets = self.assets if assets is None else assets
         serving = find_serving_job(self.workspace, workflow.name, self.database_url)
         name = job_name or (serving.job_name if serving else None)
-        job = self._job(workflow, name)
+        job = self._job(workflow, name, assets, partitions)
         progress = StepProgress(self.store, spine_id, self.emit).start() if self.progress else None
         started = utcnow()
         try:
@@ -518,7 +541,7 @@ class WorkflowRunner:
         if serving is not None:
             attach_origin(self.instance, result.run_id, serving)
         self._auto_cleanup()
-        outcome = self._result(workflow, spine_id, result, started)
+        outcome = self._result(workflow, spine_id, result, started, assets)
         if progress is not None:
             self.emit(outcome_line(outcome))
         return outcome
@@ -546,10 +569,10 @@ class WorkflowRunner:
             _log.info("spine_dagster: deleted %d checkpoint(s) older than %s days", deleted,
                       self.checkpoint_retention_days)
 
-    def _result(self, workflow: Workflow, spine_id: str, result: Any,
-                started: datetime) -> WorkflowResult:
+    def _result(self, workflow: Workflow, spine_id: str, result: Any, started: datetime,
+                assets: bool = False) -> WorkflowResult:
         message, step, cls = (None, None, None) if result.success else dagster_failure(
-            result, {node: steps[0] for node, steps in self._ops(workflow).items()})
+            result, {node: steps[0] for node, steps in self._ops(workflow, assets).items()})
         return result_from_store(
             self.store, workflow_name=workflow.name, step_names=workflow.step_names(),
             spine_id=spine_id, dagster_run_id=result.run_id, success=result.success,

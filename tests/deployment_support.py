@@ -54,11 +54,17 @@ def _sessions() -> dict[int, int]:
 class ProcessSession:
     """A command started in its own session, stopped with everything it started."""
 
-    def __init__(self, name: str, cmd: list[str], env: dict[str, str], log: Path) -> None:
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str], log: Path,
+                 cwd: Path | None = None, default_sigint: bool = False) -> None:
         self.name, self.log = name, log
         self._log = open(log, "wb")
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True, cwd=str(log.parent))
+        # default_sigint: a shell's background job starts with SIGINT ignored, and `dagster dev`
+        # (so `dg dev`) copies that onto SIGTERM; give SIGINT its default back so SIGTERM works.
+        self.proc = subprocess.Popen(
+            cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=str(cwd or log.parent),
+            preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) if default_sigint
+            else None)
         self.sid = self.proc.pid
 
     def members(self) -> list[int]:
@@ -116,6 +122,7 @@ class Deployment:
     instance: DagsterInstance
     client: SpineDagsterClient
     processes: list[ProcessSession] = field(default_factory=list)
+    location: str = LOCATION
 
     @property
     def store(self):
@@ -132,7 +139,7 @@ class Deployment:
     def launch(self, job: str, trace: Path, **params: Any) -> str:
         """Launch ``job`` through GraphQL (as the Launchpad does); returns the Dagster run id."""
         config = {"resources": {"spine": {"config": {"params": {"trace": str(trace), **params}}}}}
-        return self.client.launch_run(job, run_config=config, location_name=LOCATION,
+        return self.client.launch_run(job, run_config=config, location_name=self.location,
                                       repository_name="__repository__")
 
     def wait(self, run_id: str, timeout: float = 120.0):
@@ -161,9 +168,9 @@ def wait_until(what: str, probe: Callable[[], Any], timeout: float,
     raise AssertionError(f"timed out after {timeout:g}s waiting for {what} (last error: {last})")
 
 
-def _loaded(client: SpineDagsterClient) -> bool:
+def _loaded(client: SpineDagsterClient, job: str = "deploy__flaky") -> bool:
     try:
-        return bool(client.find_job("deploy__flaky"))
+        return bool(client.find_job(job))
     except SpineDagsterError as exc:
         if "failed to load" in str(exc):
             raise AssertionError(f"the test code location does not load: {exc}") from None
@@ -182,6 +189,13 @@ def pg_checkpoint_url() -> Iterator[str]:
 def deployment(request, tmp_path_factory) -> Iterator[Deployment]:
     """A webserver on a PostgreSQL deployment (instance and checkpoints in PostgreSQL), then on an
     all-SQLite one (the embedded default)."""
+    yield from serve_location(request, tmp_path_factory, LOCATION, "deploy__flaky")
+
+
+def serve_location(request, tmp_path_factory, location: str, probe_job: str,
+                   env: dict[str, str] | None = None) -> Iterator[Deployment]:
+    """``deployment``'s body for any module of tests/locations (``probe_job``: a job it serves,
+    to know it loaded; ``env``: more environment for the webserver and the daemon)."""
     root = tmp_path_factory.mktemp("deployment")
     retries = "run_retries:\n  enabled: true\n"
     if request.param == "postgres":
@@ -193,16 +207,18 @@ def deployment(request, tmp_path_factory) -> Iterator[Deployment]:
         home = write_dagster_home(root / "dagster_home", "sqlite", extra=retries)
     workspace = root / "workspace.yaml"
     workspace.write_text(
-        f"load_from:\n  - python_module:\n      module_name: {LOCATION}\n"
+        f"load_from:\n  - python_module:\n      module_name: {location}\n"
         f"      working_directory: {LOCATION_DIR}\n")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "DAGSTER_HOME": home, "SPINE_DAGSTER_DATABASE_URL": checkpoint_url,
            "SPINE_DAGSTER_WEBSERVER_URL": url, "SPINE_DAGSTER_HOME": str(root / "spine_home"),
-           "DAGSTER_EVENT_LOG_CONSUMER_DAEMON_INTERVAL_SECONDS": "1", "PYTHONUNBUFFERED": "1"}
+           "DAGSTER_EVENT_LOG_CONSUMER_DAEMON_INTERVAL_SECONDS": "1", "PYTHONUNBUFFERED": "1",
+           **(env or {})}
     instance = DagsterInstance.from_config(home)
     client = SpineDagsterClient(url, database_url=checkpoint_url)
-    dep = Deployment(url, home, checkpoint_url, workspace, env, root, instance, client)
+    dep = Deployment(url, home, checkpoint_url, workspace, env, root, instance, client,
+                     location=location)
     try:
         webserver = ProcessSession(
             "dagster-webserver",
@@ -211,7 +227,7 @@ def deployment(request, tmp_path_factory) -> Iterator[Deployment]:
             env, root / "webserver.log")
         dep.processes.append(webserver)
         wait_until("the webserver to serve the code location",
-                   lambda: _loaded(client), STARTUP_SECONDS, [webserver])
+                   lambda: _loaded(client, probe_job), STARTUP_SECONDS, [webserver])
         yield dep
     finally:
         errors = []

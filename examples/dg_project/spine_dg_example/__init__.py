@@ -1,0 +1,1 @@
+"""An example dg project with two Spine workflows (see pyproject.toml)."""
