@@ -47,6 +47,8 @@ class SpineJob:
         executor: ``in_process`` or ``multiprocess`` (default: ``build_definitions``'s).
         name: the job name (default: the sanitized workflow name, ``my.flow`` -> ``my__flow``).
         tags: extra tags on the job, so on every run of it.
+        fuse: run maximal runs of consecutive fusable steps in one op each (see ``build_job``);
+            default: ``build_definitions``'s ``fuse``, else the workflow's own ``fuse``.
 
     Example:
         >>> from dagster import StaticPartitionsDefinition
@@ -61,16 +63,20 @@ class SpineJob:
     executor: str | None = None
     name: str | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
+    fuse: bool | None = None
 
     @property
     def job_name(self) -> str:
         return self.name or op_name_for(self.workflow.name)
 
-    def build(self, *, io_manager: SpineCheckpointIOManager, executor: str) -> JobDefinition:
-        """Compile the workflow with these options and the code location's IO manager."""
+    def build(self, *, io_manager: SpineCheckpointIOManager, executor: str,
+              fuse: bool | None = None) -> JobDefinition:
+        """Compile the workflow with these options and the code location's IO manager
+        (``executor`` and ``fuse``: the code location's defaults)."""
         tags = {**auto_resume_tags(self.workflow), **self.tags}
         job = build_job(self.workflow, io_manager=io_manager, executor=self.executor or executor,
-                        name=self.name, tags=tags or None, partitions_def=self.partitions_def)
+                        name=self.name, tags=tags or None, partitions_def=self.partitions_def,
+                        fuse=self.fuse if self.fuse is not None else fuse)
         return with_auto_resume(job, self.workflow)
 
 
@@ -100,6 +106,7 @@ def build_definitions(
     checkpoint_retention_days: float | None = retention.DEFAULT_RETENTION_DAYS,
     retention_cron_schedule: str = retention.DEFAULT_CRON_SCHEDULE,
     resume_job: bool = False,
+    fuse: bool | None = None,
 ) -> Definitions:
     """One job per workflow, with the checkpoint IO manager and the ``spine`` run-config resource.
 
@@ -121,6 +128,9 @@ def build_definitions(
         retention_cron_schedule: when the cleanup runs (default daily at 03:00 UTC).
         resume_job: also serve the ``spine_resume`` job, which resumes a failed run with changed
             params from the Launchpad (see :mod:`spine_dagster.resume_job`).
+        fuse: fuse consecutive steps into one op in every job (a ``SpineJob``'s own ``fuse``
+            wins; default: each workflow's own ``fuse``). Scripts that run the same workflows
+            with ``WorkflowRunner`` need the same setting for the UI to re-execute their runs.
 
     A workflow with ``auto_resume`` gets Dagster's run-retry tags and the auto-resume hook (see
     :mod:`spine_dagster.auto_resume`).
@@ -137,7 +147,8 @@ def build_definitions(
                 f"workflows {seen[spec.job_name]!r} and {spec.workflow.name!r} both become the "
                 f"Dagster job {spec.job_name!r}; give one of them SpineJob(..., name=...).")
         seen[spec.job_name] = spec.workflow.name
-    spine_jobs = [spec.build(io_manager=io_manager, executor=executor) for spec in specs]
+    spine_jobs = [spec.build(io_manager=io_manager, executor=executor, fuse=fuse)
+                  for spec in specs]
     if resume_job:
         spine_jobs.append(build_resume_job(io_manager=io_manager))
     cleanup = []
