@@ -51,6 +51,10 @@ class Sizes:
     writers: int = 8
     writer_seconds: float = 5.0
     sqlite_store_extras: bool = True  # retention and writer throughput on SQLite as well
+    fused_reps: int = 7
+    fused_steps: int = 100
+    unfused_steps: int | None = None  # default: fused_steps
+    write_samples: int = 600
 
 
 def _spine_runner(backend: Backend) -> WorkflowRunner:
