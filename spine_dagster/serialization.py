@@ -276,21 +276,25 @@ class EncodedOutputs:
 
     def __init__(self) -> None:
         self._texts: dict[tuple[str, str], tuple[Any, str]] = {}
-        self._joined: dict[str, tuple[list[tuple[str, Any]], str]] = {}
+        # within -> (keys, ids of the values, the values (alive: their ids stay theirs), text)
+        self._joined: dict[str, tuple[tuple, tuple, tuple, str]] = {}
 
     def members(self, within: str, mapping: Mapping[str, Any]) -> str:
         """The members of ``mapping`` as JSON, comma-separated. The previous call's text is
-        reused when ``mapping`` starts with the same members (a context only grows by a step)."""
-        items = list(mapping.items())
+        reused when ``mapping`` starts with the same members, the very same objects (a context
+        only grows by a step): one comparison in C instead of a loop over every step."""
+        keys, values = tuple(mapping), tuple(mapping.values())
+        ids = tuple(map(id, values))
         previous = self._joined.get(within)
         start, text = 0, ""
-        if previous is not None and len(previous[0]) <= len(items) and all(
-                old[0] == new[0] and old[1] is new[1] for old, new in zip(previous[0], items)):
-            start, text = len(previous[0]), previous[1]
-        added = [self.text(key, value, within=within) for key, value in items[start:]]
+        if previous is not None:
+            done = len(previous[0])
+            if keys[:done] == previous[0] and ids[:done] == previous[1]:
+                start, text = done, previous[3]
+        added = [self.text(keys[i], values[i], within=within) for i in range(start, len(keys))]
         if added:
             text = ",".join([text, *added]) if text else ",".join(added)
-        self._joined[within] = (items, text)
+        self._joined[within] = (keys, ids, values, text)
         return text
 
     def text(self, step: str, output: Any, *, within: str = "outputs") -> str:
