@@ -220,7 +220,18 @@ def cmd_resume(args: argparse.Namespace) -> int:
                        .resume_and_wait(args.run_id, run_config_override=config, **options),
                        lambda r: f" ({client.base_url}/runs/{r.dagster_run_id})",
                        f"--webserver {args.webserver}")
-    _import_workflow_of(_store(args).get_run(args.run_id))
+    store = _store(args)
+    record = store.get_run(args.run_id)
+    _import_workflow_of(record)
+    if args.plan and record is not None and record.status.value != "running":
+        # Planning reads the store and the workflow only: no need to import Dagster.
+        from .locate import load_workflow  # noqa: PLC0415
+        from .resume import plan_resume  # noqa: PLC0415
+
+        if record.workflow_ref:
+            workflow = load_workflow(record.workflow_ref, workflow_name=record.workflow_name)
+            return _print_plan(plan_resume(store, record, workflow.signature(), **options),
+                               args.json)
     runner = _runner(args, log_level="INFO" if args.verbose else None, progress=False)
     plan = runner.plan_resume(args.run_id, **options)
     if args.plan:

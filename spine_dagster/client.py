@@ -281,7 +281,7 @@ class SpineDagsterClient(GraphQLTransport):
         """
         record, plan, parent, location, repository, meta = self._planned(
             run_id, params_override=params_override, start_from=start_from, on_stale=on_stale)
-        run_config = resume_run_config(parent.run_config, plan, params_override=params_override,
+        run_config = resume_run_config(parent.run_config, plan,
                                        run_config_override=run_config_override)
         tags = resume_tags(parent.tags, parent_run_id=parent.run_id,
                            root_run_id=parent.root_run_id or parent.run_id,

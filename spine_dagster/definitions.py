@@ -1,7 +1,8 @@
 """``build_definitions``: a Dagster code location for a list of Spine workflows.
 
-Each workflow becomes a job (see ``build_job``) whose checkpoints go to one database; schedules
-and sensors from :mod:`spine_dagster.automation` run them. Put the result in a module that a
+Each workflow (a ``Workflow``, a ``SpineJob``, or the path of a YAML workflow file) becomes a job
+(see ``build_job``) whose checkpoints go to one database; schedules and sensors from
+:mod:`spine_dagster.automation` run them. Put the result in a module that a
 ``workspace.yaml`` loads, and ``dagster dev`` / ``dagster-webserver`` / ``dagster-daemon`` serve it:
 runs launched from the UI, a schedule or a sensor checkpoint and resume like ``WorkflowRunner``
 runs. Every process that runs steps must see the same checkpoint ``database_url``. A daily
@@ -13,13 +14,16 @@ Example:
     >>> wf = Workflow("docs.defs", [Step.lambda_("a", lambda ctx, cfg: StepResult.ok())])
     >>> daily = SpineJob(Workflow("docs.defs_daily", [Step.lambda_("a", lambda ctx, cfg: StepResult.ok())]),
     ...                  partitions_def=DailyPartitionsDefinition(start_date="2026-01-01"))
-    >>> defs = build_definitions([wf, daily], database_url="sqlite:///checkpoints.db")
+    >>> _ = open("pause.yaml", "w").write("{metadata: {name: docs.yaml}, spec: {steps: "
+    ...                                   "[{name: nap, type: wait, duration_seconds: 1}]}}")
+    >>> defs = build_definitions([wf, daily, "pause.yaml"], database_url="sqlite:///checkpoints.db")
     >>> sorted(job.name for job in defs.jobs)
-    ['docs__defs', 'docs__defs_daily']
+    ['docs__defs', 'docs__defs_daily', 'docs__yaml']
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -34,6 +38,7 @@ from .io_manager import SpineCheckpointIOManager
 from .model import Workflow
 from .resources import IO_MANAGER_KEY, RESOURCE_KEY, SpineRunConfig
 from .resume_job import build_resume_job
+from .workflow_yaml import load_workflow_yaml
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,20 +85,29 @@ class SpineJob:
         return with_auto_resume(job, self.workflow)
 
 
-def as_spine_job(item: Workflow | SpineJob) -> SpineJob:
-    """``item`` as a ``SpineJob`` (a bare ``Workflow`` gets the default options)."""
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+def as_spine_job(item: Workflow | SpineJob | str | os.PathLike[str], *,
+                 pipelines_module: str | None = None) -> SpineJob:
+    """``item`` as a ``SpineJob``: a bare ``Workflow`` gets the default options, and a path is a
+    YAML workflow file, loaded with ``load_workflow_yaml(item, pipelines_module=...)``."""
     if isinstance(item, SpineJob):
         return item
     if isinstance(item, Workflow):
         return SpineJob(item)
+    if isinstance(item, (str, os.PathLike)) and os.fspath(item).endswith(YAML_SUFFIXES):
+        return SpineJob(load_workflow_yaml(item, pipelines_module=pipelines_module))
+    got = f"{item!r}" if isinstance(item, (str, os.PathLike)) else type(item).__name__
     raise InvalidAutomationError(
-        f"build_definitions takes Workflow or SpineJob items, got {type(item).__name__}; pass "
-        f"other Dagster jobs with jobs=[...].")
+        f"build_definitions takes Workflow or SpineJob items, or paths of YAML workflow files "
+        f"(ending in .yaml or .yml), got {got}; pass other Dagster jobs with jobs=[...].")
 
 
 def build_definitions(
-    workflows: Iterable[Workflow | SpineJob],
+    workflows: Iterable[Workflow | SpineJob | str | os.PathLike[str]],
     *,
+    pipelines_module: str | None = None,
     database_url: str | None = None,
     checkpoint_strategy: str | None = None,
     max_checkpoint_bytes: int | None = None,
@@ -111,8 +125,14 @@ def build_definitions(
     """One job per workflow, with the checkpoint IO manager and the ``spine`` run-config resource.
 
     Args:
-        workflows: the Spine workflows to serve: ``Workflow`` objects, or ``SpineJob`` for
-            per-workflow options (partitions, executor, job name, tags).
+        workflows: the Spine workflows to serve: ``Workflow`` objects, ``SpineJob`` for
+            per-workflow options (partitions, executor, job name, tags), or paths (``str`` or
+            ``Path``, ending in ``.yaml`` or ``.yml``) of YAML workflow files (see
+            :mod:`spine_dagster.workflow_yaml`). A relative
+            path is taken from the working directory: in a definitions module, build it from
+            ``__file__``. For options, wrap a loaded file: ``SpineJob(load_workflow_yaml(path))``.
+        pipelines_module: the module that registers the pipelines the YAML files name; imported
+            before they load, and again by every process that runs their steps or resumes them.
         database_url: checkpoint database, e.g. ``postgresql+psycopg2://user@host/db``. Default:
             ``$SPINE_DAGSTER_DATABASE_URL``, else SQLite under ``$SPINE_DAGSTER_HOME``; resolved
             in each process, so every process (webserver, daemon, run workers) must agree.
@@ -139,7 +159,7 @@ def build_definitions(
         database_url=database_url, checkpoint_strategy=checkpoint_strategy,
         max_checkpoint_bytes=max_checkpoint_bytes,
         delete_checkpoints_on_success=delete_checkpoints_on_success)
-    specs = [as_spine_job(item) for item in workflows]
+    specs = [as_spine_job(item, pipelines_module=pipelines_module) for item in workflows]
     seen: dict[str, str] = {}
     for spec in specs:
         if spec.job_name in seen:

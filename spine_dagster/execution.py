@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -30,6 +31,7 @@ from .results import StepResult
 from .serialization import find_unserializable
 from .snapshot import PARAMS_READ
 
+STEP_LOGGER = "spine_dagster.step"
 SKIP_TO = "skip_to"
 FAILED_STEPS = "failed_steps"
 # Most severe first: what a map step reports when its items failed in several ways.
@@ -75,6 +77,45 @@ class StepServices:
 
 InlineServices = StepServices
 """The in-memory services: a map runs its items in threads, a wait sleeps."""
+
+
+class StepLog:
+    """``ctx.log``: a step's messages, prefixed with the step name, to ``log``.
+
+    Under Dagster ``log`` is the op's ``context.log`` (the run log of the op); a step run by
+    :func:`run_step` without a Dagster run logs to the Python logger ``spine_dagster.step``.
+    Step code never imports Dagster.
+
+    Example:
+        >>> import logging
+        >>> StepLog(logging.getLogger("docs"), "fetch").prefix
+        '[fetch] '
+    """
+
+    def __init__(self, log: Any, step_name: str) -> None:
+        self._log = log
+        self.prefix = f"[{step_name}] "
+
+    def _emit(self, level: str, msg: Any, args: tuple[Any, ...]) -> None:
+        text = str(msg) % args if args else str(msg)
+        getattr(self._log, level)(self.prefix + text)
+
+    def debug(self, msg: Any, *args: Any) -> None:
+        self._emit("debug", msg, args)
+
+    def info(self, msg: Any, *args: Any) -> None:
+        self._emit("info", msg, args)
+
+    def warning(self, msg: Any, *args: Any) -> None:
+        self._emit("warning", msg, args)
+
+    warn = warning
+
+    def error(self, msg: Any, *args: Any) -> None:
+        self._emit("error", msg, args)
+
+    def exception(self, msg: Any, *args: Any) -> None:
+        self._emit("error", msg, args)
 
 
 def step_config(step: Step, params: Mapping[str, Any],
@@ -216,6 +257,8 @@ def run_step(step: Step, ctx: WorkflowContext, config_overrides: Mapping[str, An
         ctx = ctx.with_metadata({SKIP_TO: None})
     reads = ParamReads(ctx.params)
     tracked = replace(ctx, params=reads.params())
+    if ctx.log is logging.getLogger(STEP_LOGGER):  # no Dagster run: Python logging, named
+        tracked = replace(tracked, log=StepLog(ctx.log, step.name))
     config = reads.config(step_config(step, ctx.params, config_overrides))
     try:
         result = call(step, tracked, config, services)
@@ -284,7 +327,9 @@ def _failure(step: Step, ctx: WorkflowContext, result: StepResult,
     if step.on_error is ErrorPolicy.CONTINUE:
         failed = {**ctx.metadata.get(FAILED_STEPS, {}),
                   step.name: {"error": outcome.error, "error_category": category}}
-        outcome.context = ctx.with_output(step.name, result.output or {}).with_metadata(
-            {FAILED_STEPS: failed})
+        ctx = ctx.with_output(step.name, result.output or {})
+        if result.quality is not None:  # e.g. a failed quality gate: its metrics are kept
+            ctx = ctx.with_quality(step.name, result.quality.to_dict())
+        outcome.context = ctx.with_metadata({FAILED_STEPS: failed})
         outcome.continued = True
     return outcome

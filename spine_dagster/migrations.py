@@ -27,6 +27,8 @@ History (``SCHEMA_VERSION``):
     3. ``core_workflow_checkpoints.state``, ``superseded_at`` and ``item_index`` (superseded
        checkpoints, map items); a unique index on the lineage ``(run_id, seq)``: step 3
        renumbers the lineage of runs that two concurrent re-executions gave the same position.
+    4. ``core_workflow_dagster_runs.params_override`` (what each re-execution changed, so that a
+       resume carries the overrides of re-executions that wrote no usable checkpoint).
 
 Example:
     >>> import sqlalchemy as sa, tempfile

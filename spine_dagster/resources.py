@@ -29,12 +29,8 @@ from typing import Any, Mapping, Optional
 from dagster import ConfigurableResource
 from pydantic import ConfigDict, Field
 
+from .names import INTERNAL_KEYS, IO_MANAGER_KEY, RESOURCE_KEY  # noqa: F401 - re-exported
 from .serialization import decode, dumps
-
-RESOURCE_KEY = "spine"
-IO_MANAGER_KEY = "spine_io"
-INTERNAL_KEYS = ("start_from", "start_checkpoint", "start_context", "params_override")
-"""Run-config keys that spine_dagster sets itself (resume, start_from); never pre-filled."""
 
 
 class SpineRunConfig(ConfigurableResource):

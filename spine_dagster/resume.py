@@ -50,7 +50,14 @@ from .errors import (
 )
 from .param_reads import ALL
 from .records import RESUMED, RunRecord
-from .resources import INTERNAL_KEYS, RESOURCE_KEY
+from .names import (
+    INTERNAL_KEYS,
+    LAUNCHER_TAG,
+    RESOURCE_KEY,
+    RESUME_RETRY_TAG,
+    RUN_ID_TAG,
+    WORKFLOW_TAG,
+)
 from .results import WorkflowStatus
 from .serialization import check_json, to_json_value
 from .snapshot import PARAMS_READ
@@ -58,10 +65,6 @@ from .store import CheckpointStore
 
 ON_STALE = ("warn", "rerun", "error")
 LEASE_SECONDS = 60.0
-RUN_ID_TAG = "spine/run_id"
-WORKFLOW_TAG = "spine/workflow"
-LAUNCHER_TAG = "spine/launcher"
-RESUME_RETRY_TAG = "dagster/is_resume_retry"
 _KEEP_DAGSTER_TAGS = ("dagster/partition",)
 _MISSING = "<absent>"
 _log = logging.getLogger("spine_dagster")
@@ -100,6 +103,10 @@ class ResumePlan:
     parent_dagster_run_id: str | None = None
     on_stale: str = "warn"
     warnings: list[str] = field(default_factory=list)
+    params_override: dict[str, Any] = field(default_factory=dict)
+    """What the resume applies over the restored params: ``carried_override`` (the overrides of
+    earlier re-executions that wrote no usable checkpoint), then the new override."""
+    carried_override: dict[str, Any] = field(default_factory=dict)
 
     @property
     def start_index(self) -> int:
@@ -237,6 +244,41 @@ def refuse_completed(record: RunRecord, start_from: str | None) -> None:
                      f"STEP.")
 
 
+def _restored(store: CheckpointStore, record: RunRecord, start_checkpoint: str | None
+              ) -> tuple[dict[str, Any], dict[str, list[str]] | None, dict[str, Any]]:
+    """(params, params_read, carried overrides) of the context a resume restores.
+
+    The carried overrides are those of the run's re-executions after the one that wrote the
+    restored checkpoint: they changed params, but wrote no usable checkpoint after it, so the
+    restored context does not hold their values. A resume applies them again.
+    """
+    if start_checkpoint is None:
+        return {k: v for k, v in record.params.items() if k != RESUMED}, {}, {}
+    checkpoint = store.get_checkpoint(record.run_id, start_checkpoint, usable_only=True)
+    if checkpoint is None:
+        return {k: v for k, v in record.params.items() if k != RESUMED}, {}, {}
+    params = {k: v for k, v in (checkpoint.context_snapshot.get("params") or {}).items()
+              if k != RESUMED}
+    recorded = checkpoint.metadata.get(PARAMS_READ)
+    # A checkpoint older than param tracking records nothing: then every step may have read
+    # anything. Otherwise a step it does not name read nothing (a step a choice skipped).
+    reads = dict(recorded) if isinstance(recorded, dict) else None
+    lineage = store.lineage(record.run_id)
+    written_at = {dagster_run: seq for dagster_run, seq, _ in lineage}.get(
+        checkpoint.dagster_run_id)
+    carried: dict[str, Any] = {}
+    if written_at is not None:
+        for _, seq, override in lineage:
+            if seq > written_at:
+                carried.update(override)
+    carried.pop(RESUMED, None)
+    return params, reads, carried
+
+
+def _diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    return {k: (old.get(k, _MISSING), v) for k, v in new.items() if k not in old or old[k] != v}
+
+
 def plan_resume(store: CheckpointStore, record: RunRecord, signature: Sequence[Sequence[Any]], *,
                 params_override: Mapping[str, Any] | None = None, start_from: str | None = None,
                 on_stale: str = "warn", start_context: bool = False) -> ResumePlan:
@@ -306,22 +348,14 @@ def plan_resume(store: CheckpointStore, record: RunRecord, signature: Sequence[S
                      else 0, lines=lines, cli_run=record.run_id)
 
     # Param impact: what the reused steps read, from the restored checkpoint.
-    reads: dict[str, list[str]] = {}
-    old_params: dict[str, Any] = dict(record.params)
-    if start_checkpoint is not None:
-        checkpoint = store.get_checkpoint(record.run_id, start_checkpoint, usable_only=True)
-        if checkpoint is not None:
-            old_params = dict(checkpoint.context_snapshot.get("params") or {})
-            reads = dict(checkpoint.metadata.get(PARAMS_READ) or {})
-    old_params.pop(RESUMED, None)
-    diff = {k: (old_params.get(k, _MISSING), v) for k, v in override.items()
-            if k not in old_params or old_params[k] != v}
+    old_params, reads, carried = _restored(store, record, start_checkpoint)
+    effective = {**carried, **override}
+    diff = _diff(old_params, effective)
     reused_upto = checkpoint_index if checkpoint_index is not None else -1
     stale: dict[int, list[str]] = {}
     read_by_reused: set[str] = set()
     for index in range(reused_upto + 1):
-        keys = reads.get(names[index])
-        keys = [ALL] if keys is None else keys  # unknown (an older checkpoint): assume all
+        keys = [ALL] if reads is None else reads.get(names[index], [])
         read_by_reused.update(keys)
         changed = sorted(diff) if ALL in keys else sorted(set(keys) & set(diff))
         if changed:
@@ -341,6 +375,9 @@ def plan_resume(store: CheckpointStore, record: RunRecord, signature: Sequence[S
             reason = f"on_stale='rerun': the first stale step is {names[first_stale]!r}"
             reused_upto = checkpoint_index if checkpoint_index is not None else -1
             stale = {i: v for i, v in stale.items() if i <= reused_upto}
+            old_params, reads, carried = _restored(store, record, start_checkpoint)
+            effective = {**carried, **override}
+            diff = _diff(old_params, effective)
         else:
             warnings.append(message + (" (on_stale='warn'; pass on_stale='rerun', or "
                                        "--rerun-stale, to run them again)"))
@@ -349,7 +386,8 @@ def plan_resume(store: CheckpointStore, record: RunRecord, signature: Sequence[S
         info = infos.get(name)
         fate = ("reuse" if index <= reused_upto else "gap" if index < start else "run")
         steps.append(StepPlan(name, index, fate, stale=index in stale and fate == "reuse",
-                              changed=stale.get(index, []), reads=reads.get(name),
+                              changed=stale.get(index, []),
+                              reads=reads.get(name) if reads is not None else None,
                               checkpoint_at=info.created_at if info and fate == "reuse" else None,
                               checkpoint_dagster_run=info.dagster_run_id if info and fate == "reuse"
                               else None))
@@ -358,7 +396,8 @@ def plan_resume(store: CheckpointStore, record: RunRecord, signature: Sequence[S
         error_step=record.error_step, steps=steps, start_step=names[start],
         start_reason=reason, start_checkpoint=start_checkpoint, param_diff=diff, safe_keys=safe,
         workflow_diff=lines, parent_dagster_run_id=record.last_dagster_run_id,
-        on_stale=on_stale, warnings=warnings)
+        on_stale=on_stale, warnings=warnings, params_override=effective,
+        carried_override=carried)
     if stale and on_stale == "error":
         raise StaleStepsError(
             f"this resume of run {record.run_id!r} would reuse steps that read params it "
@@ -381,11 +420,11 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
 
 
 def resume_run_config(parent_config: Mapping[str, Any] | None, plan: ResumePlan, *,
-                      params_override: Mapping[str, Any] | None = None,
                       run_config_override: Mapping[str, Any] | None = None,
                       start_context: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The whole run config of the re-execution (Dagster does not merge): the parent's, without
-    its one-shot start settings, with the plan's start and the overrides deep-merged in."""
+    its one-shot start settings, with the plan's start, the plan's ``params_override`` and
+    ``run_config_override`` deep-merged in."""
     if run_config_override is not None and not isinstance(run_config_override, Mapping):
         raise InvalidParamsError(
             f"run_config_override must be a mapping (run config, as in the Launchpad), got "
@@ -395,7 +434,7 @@ def resume_run_config(parent_config: Mapping[str, Any] | None, plan: ResumePlan,
     spine = dict((resources.get(RESOURCE_KEY) or {}).get("config") or {})
     for key in INTERNAL_KEYS:
         spine.pop(key, None)
-    override = to_json_value(check_params_override(params_override), what="params_override")
+    override = to_json_value(dict(plan.params_override), what="params_override")
     spine["params"] = {**(spine.get("params") or {}), **override}
     spine["params_override"] = override
     spine["start_from"] = plan.start_step

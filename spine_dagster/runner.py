@@ -235,9 +235,8 @@ class WorkflowRunner:
                                params_override=base_params or None,
                                start_from=start_from or workflow.steps[0].name,
                                start_context=context is not None)
-            return self._carry_out(workflow, record, plan, params_override=base_params,
+            return self._carry_out(workflow, record, plan, resume_retry=False,
                                    start_context=context.to_dict() if context else None,
-                                   resume_retry=False,
                                    statuses=("completed", "failed", "partial", "running"))
         spine_id = (context.run_id if context is not None else None) or str(uuid.uuid4())
         config: dict[str, Any] = {"params": base_params}
@@ -307,8 +306,7 @@ class WorkflowRunner:
             _log.warning("spine_dagster: resume of run %s: %s", record.run_id, warning)
             if self.progress:
                 self.emit(f"warning: {warning}")
-        return self._carry_out(workflow, record, plan, params_override=params_override,
-                               run_config_override=run_config_override,
+        return self._carry_out(workflow, record, plan, run_config_override=run_config_override,
                                resume_retry=start_from is None,
                                statuses=("failed", "partial", "running") if start_from is None
                                else ("completed", "failed", "partial", "running"))
@@ -476,7 +474,7 @@ class WorkflowRunner:
                                        self.delete_checkpoints_on_success or None))
 
     def _carry_out(self, workflow: Workflow, record: RunRecord, plan: ResumePlan, *,
-                   params_override: Mapping[str, Any] | None, resume_retry: bool,
+                   resume_retry: bool,
                    statuses: tuple[str, ...], start_context: Mapping[str, Any] | None = None,
                    run_config_override: Mapping[str, Any] | None = None) -> WorkflowResult:
         """Carry out ``plan``: a re-execution of the run's last Dagster run from its start."""
@@ -490,7 +488,6 @@ class WorkflowRunner:
         guard_not_running(record, self._busy(record))
         with ResumeLease(self.store, record.run_id, statuses):
             run_config = resume_run_config(parent.run_config, plan,
-                                           params_override=params_override,
                                            run_config_override=run_config_override,
                                            start_context=start_context)
             tags = resume_tags(parent.tags, parent_run_id=parent.run_id,

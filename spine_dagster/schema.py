@@ -11,7 +11,8 @@ Tables:
     ``core_workflow_runs``         one row per spine run: status, params, failure, where the
                                    workflow is defined.
     ``core_workflow_steps``        one row per (spine run, step): attempts and last outcome.
-    ``core_workflow_dagster_runs`` the Dagster runs of each spine run, in order.
+    ``core_workflow_dagster_runs`` the Dagster runs of each spine run, in order, with the params
+                                   each re-execution overrode.
     ``core_workflow_transit``      contexts of steps that are *not* checkpointed (``key_steps``),
                                    kept only while their Dagster run needs them. Never a checkpoint.
     ``spine_dagster_schema``       the schema version, for ``spine-dagster db upgrade``.
@@ -23,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
 # Bump it with every change below, and describe the change in migrations.py's history.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 metadata = sa.MetaData()
 
@@ -98,6 +99,7 @@ dagster_runs = sa.Table(
     sa.Column("run_id", RunId, nullable=False, index=True),
     sa.Column("seq", sa.Integer, nullable=False),
     sa.Column("created_at", Timestamp, nullable=False, server_default=sa.func.now()),
+    sa.Column("params_override", JSONType),  # what this re-execution changed in the params
 )
 # Lineage positions are unique, so that concurrent re-executions can never share one.
 sa.Index("ux_core_workflow_dagster_runs_run_seq", dagster_runs.c.run_id, dagster_runs.c.seq,

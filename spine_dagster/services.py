@@ -1,27 +1,37 @@
-"""What a step gets from the Dagster runtime: ``ctx.log``, durable map items, waits that resume.
+"""What a step gets from the Dagster runtime: durable map items and waits that resume.
+
+(``ctx.log`` is a :class:`~spine_dagster.execution.StepLog` over the op's ``context.log``: a
+step's messages go to the Dagster run log of its op, prefixed with the step name.)
 
 **Map steps** (``Step.map``) run their items inside the map step's own op, in threads (at most
-``max_concurrency`` at a time), not as Dagster dynamic outputs. That is what keeps resume
-correct: Dagster's re-execution of dynamic outputs has known bugs (dagster-io/dagster #20925,
-#30077, #30248, #30972: mapped steps lost, re-run or mis-keyed on re-execution), and a dynamic
-graph's step keys change with the items. Here the op is one step key whatever the items are, and
-each item's completion is a checkpoint row of its own in ``core_workflow_checkpoints``:
-``step_name`` is ``<map step>[<index>]``, ``item_index`` is the index, and the snapshot is the
-item's context (its params, with the item, and the iterator workflow's outputs), in the spine
-format. Every item is tried; the map fails after all items ran if any failed, listing them. A
-re-run of the map (a resume, or the UI's "Re-execute from failure") reuses each item whose
-checkpoint is usable, holds the same item, and read no param that changed since, and runs only
-the others. An item checkpoint is superseded when the map runs with a different item at that
-index, or when a step before the map runs again. Progress (done, failed, remaining) goes to the
-Dagster run log at most once a second, and the item counts to the step's output metadata.
+``max_concurrency`` at a time), not as Dagster dynamic outputs. That is what keeps resume correct:
+Dagster's re-execution of dynamic outputs has known bugs (dagster-io/dagster #20925, #30077,
+#30248, #30972: mapped steps lost, re-run or mis-keyed on re-execution), and a dynamic graph's step
+keys change with the items. Here the op is one step key whatever the items are, and each item's
+completion is a checkpoint row of its own in ``core_workflow_checkpoints``: ``step_name`` is
+``<map>[<index>]``, ``item_index`` is the index, and the snapshot is the item's context (its params,
+with the item, and the iterator workflow's outputs), in the spine format. When every item has
+succeeded, the map step's output is the list of the items' outputs (each the output of the iterator
+workflow's last step), in item order, checkpointed like any step's output. Every item is tried;
+when all have run, the map fails if any failed, listing each failed item with its index and error,
+with the most severe of their categories. A re-run of the map (a resume, the UI's "Re-execute from
+failure", an ``ErrorPolicy.RETRY`` retry) reuses each item whose checkpoint is usable, holds the
+same item, and read no param that changed since, and runs only the others: the failed items, and
+those a killed run never finished. An item checkpoint is superseded when the map runs with a
+different item at that index (or fewer items), or when a step before the map runs again. Progress
+(done, failed, remaining) goes to the Dagster run log as the items complete, at most one line a
+second (the newest counts at most a second late), and the item counts (``spine/map_items``) to the
+step's output metadata.
 
 **Wait steps** remember when they started (the step row): a run killed during a wait resumes
-with only the remaining time, and a resume that starts after a completed wait does not wait.
+with only the remaining time (``slept_seconds`` in the output says how long it slept), and a
+resume that starts after a completed wait does not wait: it starts after the wait's checkpoint,
+or (a wait without a checkpoint) finds the time already elapsed. A wait restarts in full when a
+step before it ran again after it began. A wait that is killed twice counts from its latest start.
 
 Example:
-    >>> import logging
-    >>> StepLog(logging.getLogger("docs"), "fetch").prefix
-    '[fetch] '
+    >>> item_hash({"file": "a.csv"}) == item_hash({"file": "a.csv"}), len(item_hash(3))
+    (True, 32)
 """
 
 from __future__ import annotations
@@ -37,7 +47,9 @@ import dagster
 
 from .context import WorkflowContext
 from .execution import (
+    StepLog,
     StepServices,
+    item_context,
     item_output,
     map_failure,
     map_items,
@@ -52,35 +64,6 @@ from .snapshot import PARAMS_READ, build_snapshot, utcnow
 
 ITEM_HASH = "item_hash"
 PROGRESS_SECONDS = 1.0
-
-
-class StepLog:
-    """``ctx.log``: a step's messages in the Dagster run log, prefixed with the step name."""
-
-    def __init__(self, log: Any, step_name: str) -> None:
-        self._log = log
-        self.prefix = f"[{step_name}] "
-
-    def _emit(self, level: str, msg: Any, args: tuple[Any, ...]) -> None:
-        text = str(msg) % args if args else str(msg)
-        getattr(self._log, level)(self.prefix + text)
-
-    def debug(self, msg: Any, *args: Any) -> None:
-        self._emit("debug", msg, args)
-
-    def info(self, msg: Any, *args: Any) -> None:
-        self._emit("info", msg, args)
-
-    def warning(self, msg: Any, *args: Any) -> None:
-        self._emit("warning", msg, args)
-
-    warn = warning
-
-    def error(self, msg: Any, *args: Any) -> None:
-        self._emit("error", msg, args)
-
-    def exception(self, msg: Any, *args: Any) -> None:
-        self._emit("error", msg, args)
 
 
 def item_hash(item: Any) -> str:
@@ -106,7 +89,10 @@ class DagsterServices(StepServices):
         total = float(step.duration_seconds or 0)
         remaining = total
         prior = self.prior
-        if (prior is not None and prior.status in ("running", "failed") and prior.started_at
+        # The wait began in an earlier Dagster run (killed during it, or done but without a
+        # checkpoint of its own) after the step before it last ran: only the rest is left.
+        if (prior is not None and prior.status in ("running", "failed", "completed")
+                and prior.started_at
                 and (self.upstream_at is None or prior.started_at >= self.upstream_at)):
             elapsed = (utcnow() - prior.started_at).total_seconds()
             remaining = max(0.0, total - elapsed)
@@ -157,11 +143,13 @@ class DagsterServices(StepServices):
                                      failed.error_category or "INTERNAL"))
             progress.item_done(failed is not None)
 
-        with ThreadPoolExecutor(max_workers=max(1, step.max_concurrency),
-                                thread_name_prefix=f"spine-map-{step.name[:20]}") as pool:
-            for future in [pool.submit(work, i) for i in to_run]:
-                future.result()
-        progress.finish()
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, step.max_concurrency),
+                                    thread_name_prefix=f"spine-map-{step.name[:20]}") as pool:
+                for future in [pool.submit(work, i) for i in to_run]:
+                    future.result()
+        finally:
+            progress.finish()  # also when an item's checkpoint could not be written
         self.map_counts = {"items": len(items), "reused": len(reused),
                            "ran": len(to_run), "failed": len(failures)}
         if failures:
@@ -185,7 +173,7 @@ class DagsterServices(StepServices):
 def _params_changed(checkpoint: Checkpoint, step: Step, ctx: WorkflowContext, item: Any) -> bool:
     """Did a param that the item's steps read change since its checkpoint was written?"""
     before = checkpoint.context_snapshot.get("params") or {}
-    now = {**step.iterator_workflow.defaults, **ctx.params, step.item_param: item}
+    now = item_context(step, ctx, item).params  # the framework's read: no param is recorded
     reads = (checkpoint.metadata.get(PARAMS_READ) or {})
     keys = {k for step_keys in reads.values() for k in step_keys}
     if "*" in keys:
@@ -197,31 +185,48 @@ def _params_changed(checkpoint: Checkpoint, step: Step, ctx: WorkflowContext, it
 
 
 class _MapProgress:
-    """Items done, failed and remaining, in the run log at most once a second."""
+    """Items done, failed and remaining, in the run log: at most one line a second, and the
+    newest counts at most a second late (a timer writes what the throttle held back)."""
 
     def __init__(self, context: Any, step_name: str, total: int, reused: int) -> None:
         self.context, self.step_name, self.total = context, step_name, total
         self.done, self.failed = reused, 0
         self._last = 0.0
+        self._timer: threading.Timer | None = None
+        self._closed = False
         self._lock = threading.Lock()
 
     def item_done(self, failed: bool) -> None:
         with self._lock:
             self.done += 1
             self.failed += int(failed)
-            now = time.monotonic()
-            if now - self._last < PROGRESS_SECONDS:
-                return
-            self._last = now
-        self._emit()
+            wait = PROGRESS_SECONDS - (time.monotonic() - self._last)
+            if wait <= 0:
+                self._emit()
+            elif self._timer is None:
+                self._timer = threading.Timer(wait, self._held_back)
+                self._timer.daemon = True
+                self._timer.start()
 
-    def _emit(self) -> None:
+    def _held_back(self) -> None:
+        with self._lock:
+            self._timer = None
+            if not self._closed:
+                self._emit()
+
+    def _emit(self) -> None:  # under the lock: lines come in order
+        self._last = time.monotonic()
         remaining = self.total - self.done
         self.context.log.info(f"map {self.step_name}: {self.done - self.failed} done, "
                               f"{self.failed} failed, {remaining} remaining of {self.total}")
 
     def finish(self) -> None:
-        self._emit()
+        with self._lock:
+            self._closed = True
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._emit()
 
 
 __all__ = ["DagsterServices", "StepLog", "item_hash", "dumps"]

@@ -35,8 +35,8 @@ from .errors import CheckpointCorruptError
 from .version import __version__
 
 CONTEXT_KEYS = ("params", "outputs", "quality_metrics", "partition", "started_at")
-CHECKPOINT_METADATA = ("created_at", "python_version", "spine_dagster_version", "dagster_version",
-                       "dagster_run_id")
+CHECKPOINT_METADATA = ("created_at", "python_version", "spine_version", "spine_dagster_version",
+                       "dagster_version", "dagster_run_id")
 PARAMS_READ = "params_read"
 """Context metadata: for each step so far, the param keys it read (``["*"]``: all of them)."""
 _REQUIRED: dict[str, tuple[type, ...]] = {"params": (dict,), "outputs": (dict,)}
@@ -55,8 +55,8 @@ def build_snapshot(run_id: str, workflow_name: str, step_name: str, context: Map
     """A checkpoint's ``context_snapshot``: the serialized context plus checkpoint metadata.
 
     ``context`` is ``WorkflowContext.to_dict()``. ``metadata`` holds the context's own metadata
-    plus ``created_at``, ``python_version``, ``spine_dagster_version``, ``dagster_version`` and
-    ``dagster_run_id``.
+    plus ``created_at``, ``python_version``, ``spine_version`` (the seed's key) and
+    ``spine_dagster_version``, ``dagster_version`` and ``dagster_run_id``.
     """
     snapshot: dict[str, Any] = {"run_id": run_id, "workflow_name": workflow_name,
                                 "step_name": step_name}
@@ -66,6 +66,7 @@ def build_snapshot(run_id: str, workflow_name: str, step_name: str, context: Map
         **(context.get("metadata") or {}),
         "created_at": utcnow().isoformat(),
         "python_version": platform.python_version(),
+        "spine_version": __version__,  # the seed's name for it
         "spine_dagster_version": __version__,
         "dagster_version": dagster_version,
         "dagster_run_id": dagster_run_id,

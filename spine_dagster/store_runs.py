@@ -117,7 +117,9 @@ class RunStore:
             seq = conn.execute(sa.select(sa.func.coalesce(sa.func.max(dagster_runs.c.seq), 0))
                                .where(dagster_runs.c.run_id == run_id)).scalar_one() + 1
             conn.execute(sa.insert(dagster_runs).values(
-                dagster_run_id=dagster_run_id, run_id=run_id, seq=seq, created_at=now))
+                dagster_run_id=dagster_run_id, run_id=run_id, seq=seq, created_at=now,
+                params_override=RawJSON(dumps(params_override, what="params_override"))
+                if params_override else None))
         else:
             seq = known[0]
         existing = conn.execute(sa.select(self._json_text(runs.c.params))
@@ -146,6 +148,24 @@ class RunStore:
             update["workflow_signature"] = signature
         conn.execute(self._upsert(runs, values, ["run_id"], update))
         return seq
+
+    def lineage(self, run_id: str) -> list[tuple[str, int, dict[str, Any]]]:
+        """(Dagster run id, position, params override) of each Dagster run of a run, in order."""
+        from .serialization import loads  # noqa: PLC0415
+
+        check_run_id(run_id)
+        c = dagster_runs.c
+        with self._begin() as conn:
+            rows = conn.execute(sa.select(c.dagster_run_id, c.seq,
+                                          self._json_text(c.params_override).label("override"))
+                                .where(c.run_id == run_id).order_by(c.seq)).all()
+        result = []
+        for row in rows:
+            override = (loads(row.override, where=f"the lineage of run {run_id!r}")
+                        if row.override is not None else None)
+            result.append((row.dagster_run_id, row.seq,
+                           override if isinstance(override, dict) else {}))
+        return result
 
     def set_workflow_ref(self, run_id: str, workflow_ref: str) -> None:
         self._tx(lambda conn: conn.execute(sa.update(runs).where(runs.c.run_id == run_id)

@@ -48,8 +48,16 @@ def test_choice_targets_must_exist_with_spines_messages():
     assert str(caught.value) == "Choice step 'c' references unknown else_step: gone"
 
 
-def test_an_empty_workflow_is_accepted_when_built():
+def test_an_empty_workflow_is_accepted_when_built_and_refused_when_compiled():
     assert Workflow("w", []).steps == []
+    from spine_dagster import build_job  # noqa: PLC0415 - the model itself needs no Dagster
+
+    with pytest.raises(InvalidWorkflowError, match="workflow 'w' has no steps; a Dagster job "
+                                                   "needs at least one"):
+        build_job(Workflow("w", []))
+    inner = Workflow("inner", [])
+    with pytest.raises(InvalidWorkflowError, match="workflow 'inner' has no steps"):
+        build_job(Workflow("outer", [Step.map("fan", "items", inner)]))
 
 
 @pytest.mark.parametrize("build, fragment", [

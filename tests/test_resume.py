@@ -245,3 +245,20 @@ def test_run_config_override_reaches_the_step(runner, tmp_path):
     resumed = runner.resume(failed.run_id, params_override={"fail": False},
                             run_config_override={"ops": {"b": {"config": {"limit": 5}}}})
     assert resumed.status == "completed" and seen == [{"limit": 5}]
+
+
+def test_overrides_carry_over_resumes_that_wrote_no_checkpoint(runner, tmp_path):
+    run_id, directory = _impact_run(runner, tmp_path)
+    _fail(directory, "publish")
+    again = runner.resume(run_id, params_override={"timeout": 120})  # fails again at publish
+    assert (again.status, again.error_step) == ("failed", "publish")
+    plan = runner.plan_resume(run_id, params_override={"date": "2026-01-10"})
+    assert plan.carried_override == {"timeout": 120}
+    assert plan.params_override == {"timeout": 120, "date": "2026-01-10"}
+    assert plan.param_diff["timeout"] == (30, 120) and plan.stale_steps == ["load"]
+    _ran(directory)
+    done = runner.resume(run_id, params_override={"date": "2026-01-10"})
+    assert done.status == "completed" and _ran(directory) == ["publish", "report"]
+    assert done.context.outputs["publish"] == {"timeout": 120}  # the first override still holds
+    assert runner.get_run(run_id).params == {"dir": str(directory), "date": "2026-01-10",
+                                             "tier": "gold", "timeout": 120}

@@ -276,7 +276,7 @@ def test_what_gets_saved(runner):
     assert context["quality_metrics"]["step1"]["passed"] is True
     assert context["quality_metrics"]["step1"]["record_count"] == 1000
     assert context["partition"] == {"date": "2026-01-10"}
-    assert set(snapshot["metadata"]) >= {"created_at", "python_version",
+    assert set(snapshot["metadata"]) >= {"created_at", "python_version", "spine_version",
                                          "spine_dagster_version", "dagster_version"}
     assert runner.get_checkpoint(result.run_id, step="step2").context.partition == {
         "date": "2026-01-10"}

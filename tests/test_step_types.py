@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dagster import DagsterEventType
+
 from spine_dagster import (
     ErrorCategory,
     ErrorPolicy,
@@ -25,21 +27,35 @@ def test_a_choice_jumps_forward_and_a_resume_keeps_the_jump(runner):
             return {"ran": name}
         return handler
 
+    def fast(ctx):
+        calls.append("route")
+        return ctx.params["fast"]
+
     wf = Workflow("types.choice", [
         Step.lambda_("fetch", record("fetch")),
-        Step.choice("route", lambda ctx: ctx.params["fast"], then_step="load"),
+        Step.choice("route", fast, then_step="load"),
         Step.lambda_("slow_path", record("slow_path")),
         Step.lambda_("load", record("load")),
     ])
     result = runner.execute(wf, params={"fast": True})
     assert result.status == "failed" and result.error_step == "load"
-    assert calls == ["fetch", "load"], "the choice skipped slow_path"
+    assert calls == ["fetch", "route", "load"], "the choice skipped slow_path"
+    assert [(e.step_name, e.status) for e in result.step_executions] == [
+        ("fetch", "completed"), ("route", "completed"), ("slow_path", "skipped"),
+        ("load", "failed")]
+    skipped = {event.step_key: event.step_output_data.metadata.get("spine/skipped")
+               for event in (r.event_log_entry.dagster_event for r in runner.instance
+                             .get_records_for_run(result.dagster_run_id,
+                                                  of_type=DagsterEventType.STEP_OUTPUT).records)}
+    assert {key: getattr(value, "value", value) for key, value in skipped.items()} == {
+        "fetch": None, "route": None, "slow_path": True}, "the UI shows the skipped op"
     broken["on"] = False
     calls.clear()
 
-    resumed = runner.resume(result.run_id)
+    resumed = runner.resume(result.run_id, params_override={"fast": False})
     assert resumed.status == "completed"
-    assert calls == ["load"]
+    assert calls == ["load"], "the choice was not evaluated again, even with other params"
+    assert [(e.step_name, e.status) for e in resumed.step_executions] == [("load", "completed")]
     assert resumed.context.outputs["route"] == {"branch": "load"}
     assert "slow_path" not in resumed.context.outputs
 
