@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from .dburl import resolve_url
+from .names import FUSE_TAG
 from .resources import IO_MANAGER_KEY
 
 ENV_WORKSPACE = "SPINE_DAGSTER_WORKSPACE"
@@ -119,7 +120,7 @@ def _search(workspace: str, workflow_name: str, database_url: str,
             served = metadata.get("spine/workflow")
             if getattr(served, "value", served) != workflow_name:
                 continue
-            if (job.tags or {}).get("spine/fuse", "false") != str(fuse).lower():
+            if (job.tags or {}).get(FUSE_TAG, "false") != str(fuse).lower():
                 _log.warning(
                     "spine_dagster: code location %r serves workflow %r %s; runs made here (%s) "
                     "will not be re-executable from the UI. Use the same fuse setting in both.",

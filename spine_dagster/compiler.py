@@ -55,13 +55,12 @@ from .errors import InvalidWorkflowError
 from .io_manager import STRATEGIES, SpineCheckpointIOManager, check_settings
 from .locate import is_importable, load_workflow, workflow_ref
 from .model import ErrorPolicy, Step, StepType, Workflow
+from .names import FUSE_TAG
 from .pipelines import get_pipeline
 from .resources import IO_MANAGER_KEY, RESOURCE_KEY, run_config_resource
 
 EXECUTORS = ("in_process", "multiprocess")
 FUSED_SEPARATOR = "__thru__"
-FUSE_TAG = "spine/fuse"
-"""Job (so run) tag: ``true`` when the job fuses steps. A re-execution needs the same layout."""
 _JOBS_ATTR = "_spine_compiled_jobs"  # compiled jobs live on their workflow, not in a registry
 
 

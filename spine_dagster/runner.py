@@ -42,16 +42,7 @@ from dagster import (
 
 from . import dburl
 from .code_origin import attach_origin, find_serving_job, workspace_file
-from .compiler import (
-    EXECUTORS,
-    FUSE_TAG,
-    fuses,
-    node_name,
-    op_groups,
-    reconstructable_job,
-    step_keys,
-    validate,
-)
+from .compiler import EXECUTORS, fuses, node_name, op_groups, reconstructable_job, step_keys, validate
 from .context import WorkflowContext
 from .errors import (
     CheckpointNotFoundError,
@@ -67,6 +58,7 @@ from .io_manager import STRATEGIES, check_settings
 from .liveness import LAUNCHER_TAG, launcher_tag, orphaned_reason
 from .locate import is_importable, load_workflow, workflow_ref
 from .model import Workflow
+from .names import FUSE_TAG
 from .outcome import dagster_failure, result_from_store, unreachable_category
 from .progress import StepProgress, outcome_line
 from .records import RESUMED, Checkpoint, RunRecord
