@@ -30,6 +30,7 @@ ui: $(BIN)/.installed
 	$(BIN)/dagster dev -w workspace.yaml -p $(PORT)
 
 bench: $(BIN)/.installed
+	$(BIN)/python -m pip install -q -e ".[bench]"   # DBOS, measured side by side
 	$(BIN)/python benchmarks/run.py --quick
 
 clean:

@@ -51,10 +51,16 @@ class Sizes:
     writers: int = 8
     writer_seconds: float = 5.0
     sqlite_store_extras: bool = True  # retention and writer throughput on SQLite as well
+    fused_reps: int = 7
+    fused_steps: int = 100
+    unfused_steps: int | None = None  # default: fused_steps
+    write_samples: int = 600
 
 
 def _spine_runner(backend: Backend) -> WorkflowRunner:
-    return WorkflowRunner(database_url=backend.database_url, instance=backend.instance)
+    runner = WorkflowRunner(database_url=backend.database_url, instance=backend.instance)
+    runner.emit = lambda line: None  # a script's step lines: still followed, not printed here
+    return runner
 
 
 class Clock:

@@ -178,6 +178,22 @@ def pg_available(pg_url: str = DEFAULT_PG_URL) -> str | None:
     return None
 
 
+def durability_of(backend: Backend) -> dict[str, Any]:
+    """What a checkpoint commit of spine_dagster waits for on this backend."""
+    if backend.name == "sqlite":
+        engine = spine_db.get_engine(backend.database_url)
+        with engine.connect() as conn:
+            journal = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+            synchronous = conn.exec_driver_sql("PRAGMA synchronous").scalar()
+        return {"journal_mode": journal,
+                "synchronous": {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}.get(synchronous),
+                "meaning": "a commit survives a crash of the process; the last commits before "
+                           "an OS crash or power loss can be lost (the database stays intact)"}
+    from .dbos_side import pg_settings
+
+    return pg_settings(backend.database_url)
+
+
 def machine() -> dict[str, Any]:
     """nproc, CPU model, Python and library versions: where the figures came from."""
     import platform
@@ -192,4 +208,14 @@ def machine() -> dict[str, Any]:
                     model = line.split(":", 1)[1].strip()
                     break
     return {"nproc": os.cpu_count(), "cpu": model, "python": platform.python_version(),
-            "dagster": dagster.__version__, "sqlalchemy": sa.__version__}
+            "dagster": dagster.__version__, "sqlalchemy": sa.__version__,
+            "dbos": _version("dbos"), "load_average_start": list(os.getloadavg())}
+
+
+def _version(package: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None

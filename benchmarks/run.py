@@ -24,7 +24,7 @@ from typing import Any, Callable
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import dagster_runs, store_bench  # noqa: E402
+from benchmarks import dagster_runs, fused_bench, store_bench, write_floor  # noqa: E402
 from benchmarks.dagster_runs import Sizes  # noqa: E402
 from benchmarks.harness import Backend, machine, pg_available, quiet_stderr  # noqa: E402
 
@@ -38,21 +38,28 @@ GOALS: dict[str, tuple[float | None, str]] = {
     "retention_block_ms": (1000.0, "ms"),
     "checkpoint_bytes_per_run": (None, "bytes"),
     "write_throughput_8_writers": (None, "ckpt/s"),
+    "fused_step_vs_dbos": (1.0, "x"),
+    "fused_run_vs_dbos": (1.5, "x"),
+    "fused_vs_unfused": (0.1, "x"),
+    "checkpoint_write_vs_driver": (3.0, "x"),
 }
+FUSED = ("fused_step_vs_dbos", "fused_run_vs_dbos", "fused_vs_unfused")
 
 PRESETS = {
-    "full": Sizes(reps=7, overhead_reps=15, many_reps=5, many_warmup=1),
+    "full": Sizes(reps=7, overhead_reps=15, many_reps=5, many_warmup=1, fused_reps=9),
     # quick: 5 repetitions everywhere except the 200-step workflow, which runs twice (each
     # window's median then pools 20 steps); 200,000 rows for store_scale, 100,000 for
     # retention; retention and writer throughput on PostgreSQL only (where the issue asks).
     "quick": Sizes(reps=5, overhead_reps=5, resume_fast_setup=True, store_large=200_000,
                    store_calls=30, retention_rows=100_000, writer_seconds=3.0, many_reps=2,
-                   many_warmup=0, sqlite_store_extras=False),
+                   many_warmup=0, sqlite_store_extras=False, fused_reps=5, unfused_steps=20,
+                   write_samples=400),
     "tiny": Sizes(reps=1, warmup=0, overhead_steps=3, overhead_reps=1, resume_steps=2,
                   resume_sleep=0.05, resume_fast_setup=True, context_bytes=10 * 1024,
                   cost_steps=2, many_steps=4, many_reps=1, many_warmup=0, many_window=1,
                   store_small=100, store_large=400, store_calls=5, retention_rows=400,
-                  writers=2, writer_seconds=0.5),
+                  writers=2, writer_seconds=0.5, fused_reps=1, fused_steps=4,
+                  unfused_steps=3, write_samples=12),
 }
 
 
@@ -65,15 +72,20 @@ def run_backend(name: str, sizes: Sizes, pg_url: str, only: set[str] | None,
         return only is None or any(n in only for n in names)
 
     with Backend.open(name, pg_url) as backend:
+        def show(key: str) -> None:
+            result = out[key]
+            value = result.get("ratio")
+            shown = "skipped: " + result["skipped"] if value is None else f"{value:.4g}"
+            took = f"  ({result['seconds']} s)" if "seconds" in result else ""
+            say(f"  [{name}] {key:<28} {shown}{took}")
+
         def step(key: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
             start = time.perf_counter()
             with quiet_stderr(backend.log_path):
                 result = fn()
             result["seconds"] = round(time.perf_counter() - start, 1)
             out[key] = result
-            value = result.get("ratio")
-            shown = "skipped: " + result["skipped"] if value is None else f"{value:.4g}"
-            say(f"  [{name}] {key:<28} {shown}  ({result['seconds']} s)")
+            show(key)
             return result
 
         if want("overhead_ratio", "checkpoint_cost_fraction"):
@@ -91,6 +103,13 @@ def run_backend(name: str, sizes: Sizes, pg_url: str, only: set[str] | None,
         if want("store_scale_ratio"):
             step("store_scale_ratio", lambda: store_bench.store_scale(
                 backend, sizes.store_small, sizes.store_large, sizes.store_calls, sizes.reps))
+        if want(*FUSED):
+            step("fused_vs_unfused", lambda: _fused(backend, sizes, out))
+            show("fused_step_vs_dbos")
+            show("fused_run_vs_dbos")
+        if want("checkpoint_write_vs_driver"):
+            step("checkpoint_write_vs_driver", lambda: write_floor.checkpoint_write(
+                backend, sizes.write_samples))
         extras = name == "postgres" or sizes.sqlite_store_extras
         if want("retention_block_ms") and extras:
             step("retention_block_ms", lambda: store_bench.retention_block(
@@ -99,6 +118,15 @@ def run_backend(name: str, sizes: Sizes, pg_url: str, only: set[str] | None,
             step("write_throughput_8_writers", lambda: store_bench.write_throughput(
                 backend, sizes.writers, sizes.writer_seconds))
     return out
+
+
+def _fused(backend: Backend, sizes: Sizes, out: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The three fused-mode figures, measured together; the two DBOS ones go into ``out``."""
+    results = fused_bench.fused(backend, sizes.fused_reps, sizes.warmup, sizes.fused_steps,
+                                sizes.unfused_steps)
+    for name in ("fused_step_vs_dbos", "fused_run_vs_dbos"):
+        out[name] = results[name]
+    return results["fused_vs_unfused"]
 
 
 def combine(per_backend: dict[str, dict[str, dict[str, Any]]], mode: str,
@@ -118,8 +146,10 @@ def combine(per_backend: dict[str, dict[str, dict[str, Any]]], mode: str,
             ratio = values.get("postgres", values.get("sqlite"))
         else:
             ratio = max(values.values()) if values else None
+        skipped = sorted({r["skipped"] for r in backends.values() if r.get("skipped")})
         combined[name] = {
             "ratio": ratio,
+            **({"skipped": "; ".join(skipped)} if skipped else {}),
             "goal": goal,
             "unit": unit,
             "met": None if goal is None or ratio is None else bool(ratio <= goal),
@@ -186,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         per_backend[name] = run_backend(name, sizes, args.pg_url,
                                         set(args.only) if args.only else None,
                                         lambda line: print(line, flush=True))
+    info["load_average_end"] = list(os.getloadavg())
     combined = combine(per_backend, mode, info)
     print()
     print(table(combined, backends))

@@ -36,12 +36,13 @@ from pathlib import Path
 from typing import Any
 
 from .dburl import resolve_url
+from .names import FUSE_TAG
 from .resources import IO_MANAGER_KEY
 
 ENV_WORKSPACE = "SPINE_DAGSTER_WORKSPACE"
 REPOSITORY_NAME = "__repository__"  # the repository of a Definitions object
 _log = logging.getLogger("spine_dagster")
-_cache: dict[tuple[str, float, str], Any] = {}  # (workspace, mtime, workflow) -> found; bounded
+_cache: dict[tuple[str, float, str, bool], Any] = {}  # (workspace, mtime, workflow, fuse) -> found
 _lock = threading.Lock()
 
 
@@ -68,11 +69,12 @@ def workspace_file(workspace: str | os.PathLike | None) -> str | None:
     return str(Path(value).expanduser().resolve())
 
 
-def find_serving_job(workspace: str | None, workflow_name: str,
-                     database_url: str) -> ServingJob | None:
+def find_serving_job(workspace: str | None, workflow_name: str, database_url: str, *,
+                     fuse: bool = False) -> ServingJob | None:
     """The job of ``workspace`` that serves workflow ``workflow_name`` with the same checkpoint
-    database, or None (no workspace, no such job, another database, or a location that fails to
-    load; a warning says which)."""
+    database and op layout (``fuse``: fused steps or one op per step), or None (no workspace, no
+    such job, another database or layout, or a location that fails to load; a warning says
+    which)."""
     if not workspace:
         return None
     try:
@@ -81,17 +83,18 @@ def find_serving_job(workspace: str | None, workflow_name: str,
         _log.warning("spine_dagster: workspace %s not found; runs will not be re-executable "
                      "from the Dagster UI", workspace)
         return None
-    key = (workspace, mtime, workflow_name)
+    key = (workspace, mtime, workflow_name, fuse)
     with _lock:
         if key in _cache:
             return _cache[key]
-    found = _search(workspace, workflow_name, resolve_url(database_url))
+    found = _search(workspace, workflow_name, resolve_url(database_url), fuse)
     with _lock:
         _cache[key] = found
     return found
 
 
-def _search(workspace: str, workflow_name: str, database_url: str) -> ServingJob | None:
+def _search(workspace: str, workflow_name: str, database_url: str,
+            fuse: bool) -> ServingJob | None:
     try:
         from dagster._core.workspace.load import location_origins_from_yaml_paths
 
@@ -116,6 +119,14 @@ def _search(workspace: str, workflow_name: str, database_url: str) -> ServingJob
             metadata = getattr(job, "metadata", {}) or {}
             served = metadata.get("spine/workflow")
             if getattr(served, "value", served) != workflow_name:
+                continue
+            if (job.tags or {}).get(FUSE_TAG, "false") != str(fuse).lower():
+                _log.warning(
+                    "spine_dagster: code location %r serves workflow %r %s; runs made here (%s) "
+                    "will not be re-executable from the UI. Use the same fuse setting in both.",
+                    origin.location_name, workflow_name,
+                    "with fused steps" if not fuse else "one op per step",
+                    "fused" if fuse else "one op per step")
                 continue
             if _database_of(defs) != database_url:
                 _log.warning(

@@ -56,6 +56,7 @@ from .errors import InvalidSettingError, InvalidWorkflowError
 from .io_manager import STRATEGIES, SpineCheckpointIOManager, check_settings
 from .locate import is_importable, load_workflow, workflow_ref
 from .model import ErrorPolicy, Step, StepType, Workflow
+from .names import FUSE_TAG
 from .pipelines import get_pipeline
 from .resources import IO_MANAGER_KEY, RESOURCE_KEY, run_config_resource
 from .tags import COMPUTE_KIND_TAG, check_owners
@@ -113,9 +114,14 @@ def fusable(step: Step) -> bool:
             and not getattr(step, "pool", None) and step.on_error is not ErrorPolicy.RETRY)
 
 
+def fuses(workflow: Workflow, fuse: bool | None = None) -> bool:
+    """Whether the job fuses steps: ``fuse``, else the workflow's own ``fuse``."""
+    return bool(fuse if fuse is not None else getattr(workflow, "fuse", False))
+
+
 def op_groups(workflow: Workflow, fuse: bool | None = None) -> list[list[int]]:
     """The steps of each op, in order: one step per op, or (fused) maximal fusable runs."""
-    if not (fuse if fuse is not None else getattr(workflow, "fuse", False)):
+    if not fuses(workflow, fuse):
         return [[i] for i in range(len(workflow.steps))]
     groups: list[list[int]] = []
     for index, step in enumerate(workflow.steps):
@@ -162,8 +168,11 @@ def _make_op(workflow: Workflow, group: list[int], keys: Sequence[str], ref: str
     fused = len(group) > 1
     key = node_name(keys, group)
     if fused:
-        description = (f"Fused spine steps of workflow {workflow.name!r}, run in order, each with "
-                       f"its own checkpoint: {', '.join(names)}")
+        listed = "\n".join(
+            f"{n}. {s.name}: {(step_description(workflow, s).strip().splitlines() or [''])[0]}"
+            for n, s in enumerate(steps, 1))
+        description = (f"{len(steps)} fused spine steps of workflow {workflow.name!r}, run in "
+                       f"order in this op, each with its own checkpoint and step row:\n{listed}")
         config = Field(Permissive(), is_required=False, default_value={},
                        description="Per-step config, by step name: {step: {...}}, each merged "
                                    "over that step's own config.")
@@ -279,7 +288,8 @@ def build_job(
             database_url=database_url, checkpoint_strategy=checkpoint_strategy,
             max_checkpoint_bytes=max_checkpoint_bytes,
             delete_checkpoints_on_success=delete_checkpoints_on_success)
-    job_tags = {WORKFLOW_TAG: workflow.name, **workflow_job_tags(workflow), **(tags or {})}
+    job_tags = {WORKFLOW_TAG: workflow.name, FUSE_TAG: str(fuses(workflow, fuse)).lower(),
+                **workflow_job_tags(workflow), **(tags or {})}
     owners = check_owners(workflow)
     if is_importable(ref):
         job_tags[WORKFLOW_REF_TAG] = ref

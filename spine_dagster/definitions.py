@@ -56,7 +56,8 @@ class SpineJob:
         tags: extra tags on the job, so on every run of it.
         assets: serve the workflow as assets (see :mod:`spine_dagster.assets`): one
             graph-backed multi-asset, one op per step, and an asset job named as above.
-        fuse: fuse consecutive steps into one op (default: the workflow's ``fuse``).
+        fuse: run maximal runs of consecutive fusable steps in one op each (see ``build_job``);
+            default: ``build_definitions``'s ``fuse``, else the workflow's own ``fuse``.
 
     Example:
         >>> from dagster import StaticPartitionsDefinition
@@ -78,22 +79,24 @@ class SpineJob:
     def job_name(self) -> str:
         return self.name or op_name_for(self.workflow.name)
 
-    def build(self, *, io_manager: SpineCheckpointIOManager,
-              executor: str | ExecutorDefinition) -> JobDefinition:
-        """Compile the workflow with these options and the code location's IO manager."""
+    def build(self, *, io_manager: SpineCheckpointIOManager, executor: str | ExecutorDefinition,
+              fuse: bool | None = None) -> JobDefinition:
+        """Compile the workflow with these options and the code location's IO manager
+        (``executor`` and ``fuse``: the code location's defaults)."""
         tags = {**auto_resume_tags(self.workflow), **self.tags}
         job = build_job(self.workflow, io_manager=io_manager, executor=self.executor or executor,
                         name=self.name, tags=tags or None, partitions_def=self.partitions_def,
-                        fuse=self.fuse)
+                        fuse=self.fuse if self.fuse is not None else fuse)
         return with_auto_resume(job, self.workflow)
 
-    def build_assets(self, *, io_manager: SpineCheckpointIOManager,
-                     executor: str) -> tuple[AssetsDefinition, Any]:
+    def build_assets(self, *, io_manager: SpineCheckpointIOManager, executor: str,
+                     fuse: bool | None = None) -> tuple[AssetsDefinition, Any]:
         """The asset view: (the multi-asset, the asset job that materializes it)."""
+        fuse = self.fuse if self.fuse is not None else fuse
         assets = build_assets(self.workflow, io_manager=io_manager,
-                              partitions_def=self.partitions_def, fuse=self.fuse)
+                              partitions_def=self.partitions_def, fuse=fuse)
         job = build_asset_job(self.workflow, assets, name=self.job_name, tags=self.tags,
-                              executor=self.executor or executor, fuse=self.fuse)
+                              executor=self.executor or executor, fuse=fuse)
         return assets, job
 
 
@@ -132,6 +135,7 @@ def build_definitions(
     checkpoint_retention_days: float | None = retention.DEFAULT_RETENTION_DAYS,
     retention_cron_schedule: str = retention.DEFAULT_CRON_SCHEDULE,
     resume_job: bool = False,
+    fuse: bool | None = None,
 ) -> Definitions:
     """One job per workflow, with the checkpoint IO manager and the ``spine`` run-config resource.
 
@@ -162,6 +166,9 @@ def build_definitions(
         retention_cron_schedule: when the cleanup runs (default daily at 03:00 UTC).
         resume_job: also serve the ``spine_resume`` job, which resumes a failed run with changed
             params from the Launchpad (see :mod:`spine_dagster.resume_job`).
+        fuse: fuse consecutive steps into one op in every job (a ``SpineJob``'s own ``fuse``
+            wins; default: each workflow's own ``fuse``). Scripts that run the same workflows
+            with ``WorkflowRunner`` need the same setting for the UI to re-execute their runs.
 
     A workflow with ``auto_resume`` gets Dagster's run-retry tags and the auto-resume hook (see
     :mod:`spine_dagster.auto_resume`). A ``SpineJob(..., assets=True)`` adds its assets and their
@@ -182,11 +189,11 @@ def build_definitions(
     spine_jobs, spine_assets = [], []
     for spec in specs:
         if spec.assets:
-            assets, job = spec.build_assets(io_manager=io_manager, executor=executor)
+            assets, job = spec.build_assets(io_manager=io_manager, executor=executor, fuse=fuse)
             spine_assets.append(assets)
             spine_jobs.append(job)
         else:
-            spine_jobs.append(spec.build(io_manager=io_manager, executor=executor))
+            spine_jobs.append(spec.build(io_manager=io_manager, executor=executor, fuse=fuse))
     if resume_job:
         spine_jobs.append(build_resume_job(io_manager=io_manager))
     cleanup = []

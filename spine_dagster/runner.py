@@ -43,7 +43,7 @@ from dagster import (
 from . import dburl
 from .assets import PARTITIONS_TAG, VIEW_TAG, asset_step_ops
 from .code_origin import attach_origin, find_serving_job, workspace_file
-from .compiler import EXECUTORS, node_name, op_groups, reconstructable_job, step_keys, validate
+from .compiler import EXECUTORS, fuses, node_name, op_groups, reconstructable_job, step_keys, validate
 from .context import WorkflowContext
 from .errors import (
     CheckpointNotFoundError,
@@ -59,6 +59,7 @@ from .io_manager import STRATEGIES, check_settings
 from .liveness import LAUNCHER_TAG, launcher_tag, orphaned_reason
 from .locate import is_importable, load_workflow, workflow_ref
 from .model import Workflow
+from .names import FUSE_TAG
 from .outcome import dagster_failure, result_from_store, unreachable_category
 from .progress import StepProgress, outcome_line
 from .records import RESUMED, Checkpoint, RunRecord
@@ -257,7 +258,8 @@ class WorkflowRunner:
                 selection = [f"{self._node_of(workflow, start_index)}*"]
         run_config = {"resources": {RESOURCE_KEY: {"config": to_json_value(config, what="params")}}}
         tags = {RUN_ID_TAG: spine_id, WORKFLOW_TAG: workflow.name, LAUNCHER_TAG: launcher_tag()}
-        return self._run(workflow, spine_id, run_config, tags, op_selection=selection)
+        return self._run(workflow, spine_id, run_config, tags, op_selection=selection,
+                         fuse=fuses(workflow, self.fuse))
 
     def plan_resume(self, run_id: str, *, params_override: Mapping[str, Any] | None = None,
                     start_from: str | None = None, workflow: Workflow | None = None,
@@ -380,17 +382,17 @@ class WorkflowRunner:
 
     def _node_of(self, workflow: Workflow, index: int) -> str:
         keys = step_keys(workflow)
-        for group in op_groups(workflow, self.fuse):
+        for group in op_groups(workflow, fuses(workflow, self.fuse)):
             if index in group:
                 return node_name(keys, group)
         raise UnknownStepError(f"no op runs step {index}")  # pragma: no cover
 
-    def _ops(self, workflow: Workflow, assets: bool = False) -> dict[str, list[str]]:
+    def _ops(self, workflow: Workflow, fuse: bool, assets: bool = False) -> dict[str, list[str]]:
         if assets:
-            return asset_step_ops(workflow, self.fuse)
+            return asset_step_ops(workflow, fuse)
         keys = step_keys(workflow)
         return {node_name(keys, g): [workflow.steps[i].name for i in g]
-                for g in op_groups(workflow, self.fuse)}
+                for g in op_groups(workflow, fuse)}
 
     def _reconcile(self, record: RunRecord) -> RunRecord:
         """A ``running`` run whose Dagster run ended, or whose process died (see liveness.py), is
@@ -422,7 +424,7 @@ class WorkflowRunner:
         else:
             self.store.mark_run(record.run_id, WorkflowStatus.FAILED, error=error,
                                 error_step=record.error_step, error_category=category)
-        self._attach_origin(record.workflow_name, dagster_run.run_id)
+        self._attach_origin(record.workflow_name, dagster_run)
         return self.store.get_run(record.run_id)
 
     def _failure_of(self, dagster_run_id: str) -> tuple[str, str]:
@@ -462,7 +464,7 @@ class WorkflowRunner:
         level = (self.log_level or "CRITICAL").upper()
         return deep_merge(run_config, {"loggers": {"console": {"config": {"log_level": level}}}})
 
-    def _job(self, workflow: Workflow, name: str | None, assets: bool = False,
+    def _job(self, workflow: Workflow, name: str | None, fuse: bool, assets: bool = False,
              partitions: str | None = None):
         ref = workflow_ref(workflow)
         if self.executor != "in_process" and not is_importable(ref):
@@ -473,7 +475,7 @@ class WorkflowRunner:
         return reconstructable_job(workflow, ref=ref, database_url=self.database_url,
                                    checkpoint_strategy=self.checkpoint_strategy,
                                    max_checkpoint_bytes=self.max_checkpoint_bytes,
-                                   executor=self.executor, fuse=self.fuse, name=name,
+                                   executor=self.executor, fuse=fuse, name=name,
                                    delete_checkpoints_on_success=(
                                        self.delete_checkpoints_on_success or None),
                                    loader="load_asset_job" if assets else "load_job",
@@ -508,14 +510,17 @@ class WorkflowRunner:
             tags[LAUNCHER_TAG] = launcher_tag()
             assets = parent.tags.get(VIEW_TAG) == "assets"
             partitions = parent.tags.get(PARTITIONS_TAG) if assets else None
+            # A re-execution needs the parent's op layout (fused or not), whatever this runner's.
+            fuse = {"true": True, "false": False}.get(parent.tags.get(FUSE_TAG),
+                                                      fuses(workflow, self.fuse))
             options = ReexecutionOptions(parent_run_id=parent.run_id, step_selection=nodes_from(
-                plan, self._ops(workflow, assets)))
+                plan, self._ops(workflow, fuse, assets)))
             # A resume starts from checkpoints only: transit rows the parent left behind (its
             # process died before the failing step could drop them) are garbage now.
             self.store.delete_transit(parent.run_id)
             result = self._run(workflow, record.run_id, run_config, tags,
                                reexecution_options=options, job_name=parent.job_name,
-                               assets=assets, partitions=partitions)
+                               fuse=fuse, assets=assets, partitions=partitions)
         result.warnings = list(plan.warnings)
         result.plan = plan
         return result
@@ -523,11 +528,12 @@ class WorkflowRunner:
     def _run(self, workflow: Workflow, spine_id: str, run_config: dict[str, Any],
              tags: dict[str, str], *, reexecution_options: ReexecutionOptions | None = None,
              op_selection: list[str] | None = None, job_name: str | None = None,
-             assets: bool | None = None, partitions: str | None = None) -> WorkflowResult:
+             fuse: bool = False, assets: bool | None = None,
+             partitions: str | None = None) -> WorkflowResult:
         assets = self.assets if assets is None else assets
-        serving = find_serving_job(self.workspace, workflow.name, self.database_url)
+        serving = find_serving_job(self.workspace, workflow.name, self.database_url, fuse=fuse)
         name = job_name or (serving.job_name if serving else None)
-        job = self._job(workflow, name, assets, partitions)
+        job = self._job(workflow, name, fuse, assets, partitions)
         progress = StepProgress(self.store, spine_id, self.emit).start() if self.progress else None
         started = utcnow()
         try:
@@ -541,15 +547,16 @@ class WorkflowRunner:
         if serving is not None:
             attach_origin(self.instance, result.run_id, serving)
         self._auto_cleanup()
-        outcome = self._result(workflow, spine_id, result, started, assets)
+        outcome = self._result(workflow, spine_id, result, started, fuse, assets)
         if progress is not None:
             self.emit(outcome_line(outcome))
         return outcome
 
-    def _attach_origin(self, workflow_name: str, dagster_run_id: str) -> None:
-        serving = find_serving_job(self.workspace, workflow_name, self.database_url)
+    def _attach_origin(self, workflow_name: str, dagster_run: Any) -> None:
+        fuse = {"true": True, "false": False}.get(dagster_run.tags.get(FUSE_TAG), False)
+        serving = find_serving_job(self.workspace, workflow_name, self.database_url, fuse=fuse)
         if serving is not None:
-            attach_origin(self.instance, dagster_run_id, serving)
+            attach_origin(self.instance, dagster_run.run_id, serving)
 
     def _auto_cleanup(self) -> None:
         """With ``checkpoint_retention_days``: the retention policy, at most hourly per database."""
@@ -570,9 +577,9 @@ class WorkflowRunner:
                       self.checkpoint_retention_days)
 
     def _result(self, workflow: Workflow, spine_id: str, result: Any, started: datetime,
-                assets: bool = False) -> WorkflowResult:
+                fuse: bool, assets: bool = False) -> WorkflowResult:
         message, step, cls = (None, None, None) if result.success else dagster_failure(
-            result, {node: steps[0] for node, steps in self._ops(workflow, assets).items()})
+            result, {node: steps[0] for node, steps in self._ops(workflow, fuse, assets).items()})
         return result_from_store(
             self.store, workflow_name=workflow.name, step_names=workflow.step_names(),
             spine_id=spine_id, dagster_run_id=result.run_id, success=result.success,

@@ -268,36 +268,99 @@ class EncodedOutputs:
 
     A step's output never changes after the step returned (the context is immutable), so the
     checkpoint of step N re-uses the text of the outputs of steps 1..N-1 and encodes only its own.
-    This keeps a checkpoint's encoding cost proportional to the new output, not the whole context.
+    The same holds for the params each step read (``metadata.params_read``, one entry per step).
+    This keeps a checkpoint's encoding cost proportional to the new step, not the whole context.
     A step must therefore never modify another step's output in place. One instance belongs to
     one run (see :mod:`spine_dagster.run_state`).
     """
 
     def __init__(self) -> None:
-        self._texts: dict[str, tuple[Any, str]] = {}
+        self._texts: dict[tuple[str, str], tuple[Any, str]] = {}
+        # within -> (keys, ids of the values, the values (alive: their ids stay theirs), text)
+        self._joined: dict[str, tuple[tuple, tuple, tuple, str]] = {}
 
-    def text(self, step: str, output: Any) -> str:
-        known = self._texts.get(step)
+    def members(self, within: str, mapping: Mapping[str, Any]) -> str:
+        """The members of ``mapping`` as JSON, comma-separated. The previous call's text is
+        reused when ``mapping`` starts with the same members, the very same objects (a context
+        only grows by a step): one comparison in C instead of a loop over every step."""
+        keys, values = tuple(mapping), tuple(mapping.values())
+        ids = tuple(map(id, values))
+        previous = self._joined.get(within)
+        start, text = 0, ""
+        if previous is not None:
+            done = len(previous[0])
+            if keys[:done] == previous[0] and ids[:done] == previous[1]:
+                start, text = done, previous[3]
+        added = [self.text(keys[i], values[i], within=within) for i in range(start, len(keys))]
+        if added:
+            text = ",".join([text, *added]) if text else ",".join(added)
+        self._joined[within] = (keys, ids, values, text)
+        return text
+
+    def text(self, step: str, output: Any, *, within: str = "outputs") -> str:
+        """``"step":<value as JSON>``: the step's member of the snapshot's ``within`` object."""
+        known = self._texts.get((within, step))
         if known is not None and known[0] is output:
             return known[1]
-        text = dumps(output, what=f"the output of step {step!r}", path=f"outputs.{step}")
-        self._texts[step] = (output, text)
-        return text
+        text = dumps(output, what=f"the output of step {step!r}", path=f"{within}.{step}")
+        member = f"{json.dumps(step, ensure_ascii=False)}:{text}"
+        self._texts[(within, step)] = (output, member)
+        return member
 
     def __len__(self) -> int:
         return len(self._texts)
 
 
+# The members of these objects of a snapshot are encoded once per run (see EncodedOutputs).
+_ENCODED_ONCE = {"outputs": None, "metadata": "params_read"}
+
+
 def dumps_snapshot(snapshot: Mapping[str, Any], outputs_cache: EncodedOutputs | None,
                    *, what: str = "value") -> str:
-    """``dumps(snapshot)``, with ``snapshot["outputs"]`` encoded through ``outputs_cache``."""
-    outputs = snapshot.get("outputs")
-    if outputs_cache is None or not isinstance(outputs, Mapping) or not outputs:
+    """``dumps(snapshot)``, with the per-step members of ``outputs`` and ``metadata.params_read``
+    encoded through ``outputs_cache``.
+
+    Example:
+        >>> cache = EncodedOutputs()
+        >>> text = dumps_snapshot({"params": {}, "outputs": {"a": {"n": 1}},
+        ...                        "metadata": {"params_read": {"a": ["k"]}, "x": 1}}, cache)
+        >>> loads(text) == {"params": {}, "outputs": {"a": {"n": 1}},
+        ...                 "metadata": {"x": 1, "params_read": {"a": ["k"]}}}
+        True
+    """
+    if outputs_cache is None:
         return dumps(snapshot, what=what)
-    head = dumps({k: v for k, v in snapshot.items() if k != "outputs"}, what=what)
-    parts = ",".join(f"{json.dumps(step, ensure_ascii=False)}:{outputs_cache.text(step, output)}"
-                     for step, output in outputs.items())
-    return f'{head[:-1]}{"," if len(head) > 2 else ""}"outputs":{{{parts}}}}}'
+    return _dumps_with(snapshot, outputs_cache, what, None)
+
+
+def _dumps_with(obj: Mapping[str, Any], cache: EncodedOutputs, what: str,
+                within: str | None) -> str:
+    """``obj`` as JSON: its members named in ``_ENCODED_ONCE`` (or, ``within`` one of them,
+    all of them) through ``cache``."""
+    if within is not None:
+        return "{" + cache.members(within, obj) + "}"
+    plain: dict[str, Any] = {}
+    cached: list[str] = []
+    for key, value in obj.items():
+        if key in _ENCODED_ONCE and isinstance(value, Mapping) and value:
+            inner = _ENCODED_ONCE[key]
+            if inner is None:
+                text = _dumps_with(value, cache, what, key)
+            else:
+                nested = value.get(inner)
+                if not isinstance(nested, Mapping) or not nested:
+                    plain[key] = value
+                    continue
+                rest = dumps({k: v for k, v in value.items() if k != inner}, what=what)
+                text = (f'{rest[:-1]}{"," if len(rest) > 2 else ""}"{inner}":'
+                        f"{_dumps_with(nested, cache, what, inner)}}}")
+            cached.append(f"{json.dumps(key, ensure_ascii=False)}:{text}")
+        else:
+            plain[key] = value
+    head = dumps(plain, what=what)
+    if not cached:
+        return head
+    return f'{head[:-1]}{"," if len(head) > 2 else ""}{",".join(cached)}}}'
 
 
 def displayable(obj: Any) -> Any:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import sqlalchemy as sa
 
@@ -50,6 +50,7 @@ class CheckpointStore(RunStore):
         self.url = resolve_url(url)
         self.reference = reference(self.url)  # registers a password for this process
         self._ready = False
+        self._statements: dict[Any, db.Prepared] = {}  # the hot path's, by key
 
     @classmethod
     def for_url(cls, url: str | None = None) -> CheckpointStore:
@@ -90,6 +91,19 @@ class CheckpointStore(RunStore):
             db.ensure_schema(self.url)
             self._ready = True
         return db.transaction(self.url, work)
+
+    def _prepared(self, key: Any, build: Callable[[str], Any]) -> db.Prepared:
+        statement = self._statements.get(key)
+        if statement is None:
+            statement = self._statements[key] = db.prepared(self.engine.dialect, key, build)
+        return statement
+
+    def _write(self, batch: list[tuple[db.Prepared, dict[str, Any]]]) -> Any:
+        """``batch`` in one transaction, the hot path (see ``db.write``)."""
+        if not self._ready:
+            db.ensure_schema(self.url)
+            self._ready = True
+        return db.write(self.url, batch)
 
     def check(self) -> None:
         """Connect, and create or check the schema: fails fast with a clear error."""
@@ -140,30 +154,17 @@ class CheckpointStore(RunStore):
         check_run_id(run_id)
         text = snapshot if isinstance(snapshot, RawJSON) else RawJSON(dumps(snapshot))
         size = len(text.encode("utf-8"))
-        final = (final_context if final_context is None or isinstance(final_context, RawJSON)
-                 else RawJSON(dumps(final_context)))
-
-        def work(conn: sa.Connection) -> tuple[int, int | None]:
-            now = utcnow()
-            values = dict(run_id=run_id, workflow_name=workflow_name, step_name=step_name,
-                          step_index=step_index, dagster_run_id=dagster_run_id,
-                          context_snapshot=text, size_bytes=size, created_at=now, state=state,
-                          superseded_at=None, item_index=item_index)
-            conn.execute(self._upsert(
-                checkpoints, values, ["run_id", "step_name"],
-                {k: values[k] for k in ("context_snapshot", "created_at", "step_index",
-                                        "dagster_run_id", "size_bytes", "workflow_name", "state",
-                                        "superseded_at", "item_index")}))
-            if step_status is not None:
-                self._set_step(conn, run_id, step_name, step_status, dagster_run_id,
-                               *(step_error or (None, None)), now)
-            attempt = (self._start_step(conn, run_id, next_step, dagster_run_id, now)
-                       if next_step is not None else None)
-            if final_status is not None:
-                self._finish_run(conn, run_id, final_status, final, now)
-            return size, attempt
-
-        return self._tx(work)
+        now = utcnow()
+        batch = [(self._prepared("checkpoint", _checkpoint_statement), dict(
+            c_run_id=run_id, c_step_name=step_name, c_context_snapshot=text, c_created_at=now,
+            c_workflow_name=workflow_name, c_step_index=step_index,
+            c_dagster_run_id=dagster_run_id, c_size_bytes=size, c_state=state,
+            c_superseded_at=None, c_item_index=item_index))]
+        if step_status is not None:
+            batch.append(self._step_done(run_id, step_name, step_status, dagster_run_id,
+                                         *(step_error or (None, None)), now))
+        return size, self._finish_batch(batch, run_id, dagster_run_id, now, final_status,
+                                        final_context, next_step)
 
     def _select_checkpoints(self) -> sa.Select:
         c = checkpoints.c
@@ -375,6 +376,19 @@ class CheckpointStore(RunStore):
     def delete_transit(self, dagster_run_id: str) -> None:
         self._tx(lambda conn: conn.execute(
             sa.delete(transit).where(transit.c.dagster_run_id == dagster_run_id)))
+
+
+_CHECKPOINT_COLUMNS = ("run_id", "step_name", "context_snapshot", "created_at", "workflow_name",
+                       "step_index", "dagster_run_id", "size_bytes", "state", "superseded_at",
+                       "item_index")
+
+
+def _checkpoint_statement(dialect: str) -> Any:
+    """The checkpoint upsert (``unique_run_step``), with every column a bound parameter."""
+    values = {name: sa.bindparam(f"c_{name}", type_=checkpoints.c[name].type)
+              for name in _CHECKPOINT_COLUMNS}
+    return db.upsert(dialect, checkpoints, values, ["run_id", "step_name"],
+                     {name: values[name] for name in _CHECKPOINT_COLUMNS[2:]}).inline()
 
 
 def _like_escape(text: str) -> str:

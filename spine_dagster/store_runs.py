@@ -79,6 +79,12 @@ class RunStore:
     def _json_text(self, column):  # pragma: no cover - overridden
         raise NotImplementedError
 
+    def _prepared(self, key: Any, build: Callable[[str], Any]) -> db.Prepared:  # pragma: no cover
+        raise NotImplementedError
+
+    def _write(self, batch: list[tuple[db.Prepared, dict[str, Any]]]) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
     # -- runs -----------------------------------------------------------------------------------
     def register_dagster_run(self, *, run_id: str, workflow_name: str, dagster_run_id: str,
                              params: dict[str, Any] | None = None, partition: Any = None,
@@ -173,26 +179,20 @@ class RunStore:
         on are superseded in the same transaction (see ``CheckpointStore.supersede``).
         """
         check_run_id(run_id)
+        if supersede_from is None:
+            return self._write([self._step_started(run_id, step_name, dagster_run_id,
+                                                   utcnow())])[0][0]
 
         def work(conn: sa.Connection) -> int:
-            if supersede_from is not None:
-                self.supersede(conn, run_id, supersede_from, keep_items=keep_items)
-            return self._start_step(conn, run_id, step_name, dagster_run_id, utcnow())
+            self.supersede(conn, run_id, supersede_from, keep_items=keep_items)
+            return self._execute(conn, self._step_started(run_id, step_name, dagster_run_id,
+                                                      utcnow())).scalar_one()
 
         return self._tx(work)
 
     def supersede(self, conn: sa.Connection, run_id: str, from_index: int, *,
                   keep_items: bool = False) -> int:  # pragma: no cover - overridden
         raise NotImplementedError
-
-    def _start_step(self, conn, run_id, step_name, dagster_run_id, now) -> int:
-        values = dict(run_id=run_id, step_name=step_name, attempts=1, status="running",
-                      dagster_run_id=dagster_run_id, started_at=now, updated_at=now)
-        stmt = self._upsert(steps, values, ["run_id", "step_name"],
-                            dict(attempts=steps.c.attempts + 1, status="running",
-                                 dagster_run_id=dagster_run_id, error=None,
-                                 error_category=None, started_at=now, updated_at=now))
-        return conn.execute(stmt.returning(steps.c.attempts)).scalar_one()
 
     def complete_step(self, run_id: str, step_name: str, dagster_run_id: str | None, *,
                       final_status: WorkflowStatus | None = None,
@@ -203,28 +203,35 @@ class RunStore:
         """Mark a step completed without a checkpoint (and maybe start the next, or end the run).
 
         Returns the next step's attempt number with ``next_step``."""
-        final = (final_context if final_context is None or isinstance(final_context, RawJSON)
-                 else RawJSON(dumps(final_context)))
+        check_run_id(run_id)
+        now = utcnow()
+        batch = [self._step_done(run_id, step_name, step_status, dagster_run_id,
+                                 *(step_error or (None, None)), now)]
+        return self._finish_batch(batch, run_id, dagster_run_id, now, final_status,
+                                  final_context, next_step)
 
-        def work(conn: sa.Connection) -> int | None:
-            now = utcnow()
-            self._set_step(conn, run_id, step_name, step_status, dagster_run_id,
-                           *(step_error or (None, None)), now)
-            attempt = (self._start_step(conn, run_id, next_step, dagster_run_id, now)
-                       if next_step is not None else None)
-            if final_status is not None:
-                self._finish_run(conn, run_id, final_status, final, now)
-            return attempt
-
-        return self._tx(work)
+    def _finish_batch(self, batch: list[tuple[db.Prepared, dict[str, Any]]], run_id: str,
+                      dagster_run_id: str | None, now: datetime,
+                      final_status: WorkflowStatus | None, final_context: Any,
+                      next_step: str | None) -> int | None:
+        """Add the run's end and the next step's start to ``batch``, write it in one
+        transaction; returns the next step's attempt number (None without ``next_step``)."""
+        if final_status is not None:
+            final = (final_context if final_context is None or isinstance(final_context, RawJSON)
+                     else RawJSON(dumps(final_context)))
+            batch.append(self._run_finished(run_id, final_status, final, now))
+        if next_step is not None:  # last: its RETURNING is the batch's result
+            batch.append(self._step_started(run_id, next_step, dagster_run_id, now))
+        rows = self._write(batch)
+        return rows[0][0] if next_step is not None else None
 
     def fail_step(self, *, run_id: str, step_name: str, dagster_run_id: str | None, error: str,
                   error_category: str | None, fail_run: bool = True) -> None:
         """Record a step failure; with ``fail_run`` the run becomes ``failed`` at that step."""
         def work(conn: sa.Connection) -> None:
             now = utcnow()
-            self._set_step(conn, run_id, step_name, "failed", dagster_run_id, error,
-                           error_category, now)
+            self._execute(conn, self._step_done(run_id, step_name, "failed", dagster_run_id,
+                                                error, error_category, now))
             if fail_run:
                 conn.execute(sa.update(runs).where(runs.c.run_id == run_id).values(
                     status="failed", error_step=step_name, error=error,
@@ -240,21 +247,34 @@ class RunStore:
         self._tx(lambda conn: conn.execute(
             sa.update(runs).where(runs.c.run_id == run_id).values(**values)))
 
-    def _set_step(self, conn, run_id, step_name, status, dagster_run_id, error, category, now):
-        values = dict(run_id=run_id, step_name=step_name, attempts=1, status=status,
-                      dagster_run_id=dagster_run_id, error=error, error_category=category,
-                      started_at=now, updated_at=now)
-        conn.execute(self._upsert(steps, values, ["run_id", "step_name"],
-                                  dict(status=status, dagster_run_id=dagster_run_id, error=error,
-                                       error_category=category, updated_at=now)))
+    # -- the per-step statements: compiled once per dialect (see db.Prepared) ------------------------
+    def _step_started(self, run_id: str, step_name: str, dagster_run_id: str | None,
+                      now: datetime) -> tuple[db.Prepared, dict[str, Any]]:
+        """Count one more attempt of a step (``RETURNING attempts``)."""
+        return self._prepared("step_started", _step_started_statement), dict(
+            s_run_id=run_id, s_step_name=step_name, s_dagster_run_id=dagster_run_id, s_now=now)
 
-    def _finish_run(self, conn, run_id, status: WorkflowStatus, context, now) -> None:
-        values: dict[str, Any] = dict(status=status.value, updated_at=now)
-        if status is WorkflowStatus.COMPLETED:
-            values.update(error_step=None, error=None, error_category=None)
-        if context is not None:
-            values["context"] = context if isinstance(context, RawJSON) else RawJSON(dumps(context))
-        conn.execute(sa.update(runs).where(runs.c.run_id == run_id).values(**values))
+    def _step_done(self, run_id: str, step_name: str, status: str, dagster_run_id: str | None,
+                   error: str | None, category: str | None,
+                   now: datetime) -> tuple[db.Prepared, dict[str, Any]]:
+        """A step's outcome on its row (created if the step never started)."""
+        return self._prepared("step_done", _step_done_statement), dict(
+            d_run_id=run_id, d_step_name=step_name, d_status=status,
+            d_dagster_run_id=dagster_run_id, d_error=error, d_error_category=category, d_now=now)
+
+    def _run_finished(self, run_id: str, status: WorkflowStatus, context: RawJSON | None,
+                      now: datetime) -> tuple[db.Prepared, dict[str, Any]]:
+        """The run's final status (and final context)."""
+        completed = status is WorkflowStatus.COMPLETED
+        key = ("run_finished", completed, context is not None)
+        return (self._prepared(key, lambda dialect: _run_finished_statement(
+                    completed, context is not None)),
+                dict(f_run_id=run_id, f_status=status.value, f_context=context, f_now=now))
+
+    def _execute(self, conn: sa.Connection, statement: tuple[db.Prepared, dict[str, Any]]):
+        """Execute a prepared statement in an SQLAlchemy transaction."""
+        prepared, values = statement
+        return conn.exec_driver_sql(prepared.sql, prepared.params(values))
 
     def _run_query(self) -> sa.Select:
         c = runs.c
@@ -347,3 +367,36 @@ def run_record(cls: type, row: Any, lineage: list[str]) -> Any:
         created_at=aware(row.created_at), updated_at=aware(row.updated_at),
         dagster_run_ids=lineage, raw_params=row.params, raw_original_params=row.original_params,
         raw_partition=row.partition, raw_context=row.context, raw_signature=row.signature)
+
+
+def _step_started_statement(dialect: str) -> Any:
+    now = sa.bindparam("s_now", type_=steps.c.started_at.type)
+    values = dict(run_id=sa.bindparam("s_run_id"), step_name=sa.bindparam("s_step_name"),
+                  attempts=1, status="running", dagster_run_id=sa.bindparam("s_dagster_run_id"),
+                  started_at=now, updated_at=now)
+    return db.upsert(dialect, steps, values, ["run_id", "step_name"], dict(
+        attempts=steps.c.attempts + 1, status=values["status"],
+        dagster_run_id=values["dagster_run_id"], error=None, error_category=None, started_at=now,
+        updated_at=now)).returning(steps.c.attempts)
+
+
+def _step_done_statement(dialect: str) -> Any:
+    now = sa.bindparam("d_now", type_=steps.c.updated_at.type)
+    values = dict(run_id=sa.bindparam("d_run_id"), step_name=sa.bindparam("d_step_name"),
+                  attempts=1, status=sa.bindparam("d_status"),
+                  dagster_run_id=sa.bindparam("d_dagster_run_id"), error=sa.bindparam("d_error"),
+                  error_category=sa.bindparam("d_error_category"), started_at=now,
+                  updated_at=now)
+    return db.upsert(dialect, steps, values, ["run_id", "step_name"], {
+        k: values[k] for k in ("status", "dagster_run_id", "error", "error_category",
+                               "updated_at")})
+
+
+def _run_finished_statement(completed: bool, with_context: bool) -> Any:
+    values: dict[str, Any] = dict(status=sa.bindparam("f_status"),
+                                  updated_at=sa.bindparam("f_now", type_=runs.c.updated_at.type))
+    if completed:
+        values.update(error_step=None, error=None, error_category=None)
+    if with_context:
+        values["context"] = sa.bindparam("f_context", type_=runs.c.context.type)
+    return sa.update(runs).where(runs.c.run_id == sa.bindparam("f_run_id")).values(**values)

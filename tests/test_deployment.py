@@ -98,6 +98,31 @@ def test_ui_reexecute_from_failure_resumes_from_the_checkpoints(deployment):
     assert record.dagster_run_ids == [run1, run2]
 
 
+def test_ui_reexecute_from_failure_of_a_fused_op_skips_its_checkpointed_steps(deployment):
+    run1, path = failed_run(deployment, job="deploy__fused", fail_times=1)
+    before = checkpoints(deployment, run1)
+    assert sorted(before) == ["step1", "step2"]
+
+    run2 = deployment.client.reexecute(run1, "FROM_FAILURE")  # the UI's button
+    child = deployment.wait(run2)
+
+    assert child.status == "SUCCESS"
+    assert child.step_keys_to_execute == ["step1__thru__step4"]  # Dagster re-runs the whole op
+    assert trace(path) == ["step1", "step2", "step3", "step3", "step4"]  # the op skipped 1 and 2
+    after = checkpoints(deployment, run1)
+    assert {s: after[s].dagster_run_id for s in after} == {
+        "step1": run1, "step2": run1, "step3": run2, "step4": run2}
+    final = outputs(after["step4"])
+    assert final["step3"]["seen_token"] == outputs(before["step2"])["step2"]["token"]
+    assert final["step3"]["resumed"] is True
+    events = deployment.instance.all_logs(run2)
+    assert any("steps ['step1', 'step2'] of this op have checkpoints; continuing after 'step2'"
+               in e.user_message for e in events)
+    record = deployment.store.get_run(run1)
+    assert (record.status, record.dagster_run_ids) == (WorkflowStatus.COMPLETED, [run1, run2])
+    assert deployment.store.step_rows(run1)["step3"].attempts == 2
+
+
 def test_ui_reexecute_all_and_selected_steps_overwrite_their_checkpoints(deployment):
     run1, path = failed_run(deployment, fail_times=1)
     first = checkpoints(deployment, run1)

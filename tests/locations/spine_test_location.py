@@ -55,5 +55,6 @@ def _steps():
 
 FLAKY = Workflow("deploy.flaky", _steps())
 AUTO = Workflow("deploy.auto", _steps(), auto_resume=AutoResume(max_resumes=1))
+FUSED = Workflow("deploy.fused", _steps(), fuse=True)  # one op: step1__thru__step4
 
-defs = build_definitions([FLAKY, AUTO], resume_job=True, checkpoint_retention_days=None)
+defs = build_definitions([FLAKY, AUTO, FUSED], resume_job=True, checkpoint_retention_days=None)
