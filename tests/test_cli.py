@@ -239,7 +239,7 @@ def test_db_upgrade_on_an_empty_and_on_an_older_database(database_url, env, caps
     assert upgraded.returncode == 0, upgraded.stderr
     assert upgraded.stdout.splitlines() == [
         f"upgraded {spine_db.mask_url(spine_db.resolve_url(database_url))} from schema version "
-        f"0 to 3", "  added column core_workflow_runs.workflow_signature",
+        f"0 to {SCHEMA_VERSION}", "  added column core_workflow_runs.workflow_signature",
         "  ran migration step 2", "  ran migration step 3"]
     assert "workflow_signature" in _column_names(store, "core_workflow_runs")
 

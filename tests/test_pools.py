@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -44,8 +45,11 @@ def write(ctx, config):
     return StepResult.ok(output={"written": True})
 
 
+# The pool's name: "warehouse", or a name of the test's own (SPINE_TEST_POOL), so that no other
+# test's use of the session's Dagster database (limits, claimed slots) can affect this one.
+POOL = os.environ.get("SPINE_TEST_POOL", "warehouse")
 POOLED = Workflow("pools.warehouse", [Step.lambda_("prepare", prepare),
-                                      Step.lambda_("write", write, pool="warehouse")])
+                                      Step.lambda_("write", write, pool=POOL)])
 
 RUN = """
 import json, sys
@@ -60,8 +64,9 @@ print(json.dumps({"status": result.status.value, "run": result.run_id}))
 """
 
 
-def two_concurrent_runs(home: str, database_url: str, trace: Path) -> list[tuple[float, float]]:
-    env = {**os.environ, "PYTHONPATH": str(TESTS), "DAGSTER_HOME": home}
+def two_concurrent_runs(home: str, database_url: str, trace: Path,
+                        pool: str) -> list[tuple[float, float]]:
+    env = {**os.environ, "PYTHONPATH": str(TESTS), "DAGSTER_HOME": home, "SPINE_TEST_POOL": pool}
     procs = [subprocess.Popen([sys.executable, "-c", RUN, home, database_url, str(trace)],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
@@ -90,18 +95,17 @@ def test_a_pool_limit_of_one_serializes_the_pooled_step(deployment, tmp_path, li
     home, database_url = deployment
     instance = DagsterInstance.from_config(home)  # PostgreSQL: one Dagster database per session
     storage = instance.event_log_storage
+    pool = f"warehouse_{uuid.uuid4().hex[:8]}"
     if limit is not None:
-        storage.set_concurrency_slots("warehouse", limit)
-    elif "warehouse" in storage.get_concurrency_keys():
-        storage.delete_concurrency_limit("warehouse")
+        storage.set_concurrency_slots(pool, limit)
     trace = tmp_path / "trace"
     trace.mkdir()
 
     try:
-        first, second = two_concurrent_runs(home, database_url, trace)
+        first, second = two_concurrent_runs(home, database_url, trace, pool)
     finally:
         if limit is not None:
-            storage.delete_concurrency_limit("warehouse")
+            storage.delete_concurrency_limit(pool)
         instance.dispose()
 
     if limit == 1:
