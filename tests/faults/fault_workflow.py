@@ -45,6 +45,7 @@ BIG_BYTES = 512 * 1024
 PLAN: dict[str, Any] | None = None
 _ARMED: dict[str, Any] = {}  # the write trigger, armed when the planned step's body returns
 _CHECKPOINT_TABLE = "core_workflow_checkpoints"
+WRITING: list[bool] = [False]  # a checkpoint write is on its way (PostgreSQL: set by the cursor)
 
 
 def _append(line: str) -> None:
@@ -57,7 +58,7 @@ def _append(line: str) -> None:
 
 def kill_now(how: str) -> None:
     """SIGKILL this process, after noting the time."""
-    _append(f"KILL {time.time():.6f} {how}")
+    _append(f"KILL {time.time():.6f} {how}{' in-write' if WRITING[0] else ''}")
     os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(10)  # never reached: SIGKILL cannot be caught
 
@@ -67,20 +68,24 @@ def kill_after(delay: float, how: str) -> None:
     threading.Thread(target=lambda: (time.sleep(delay), kill_now(how)), daemon=True).start()
 
 
-def statement_started(sql: str) -> None:
+def is_checkpoint_write(sql: str | bytes) -> bool:
+    return (_CHECKPOINT_TABLE.encode() if isinstance(sql, bytes) else _CHECKPOINT_TABLE) in sql
+
+
+def statement_started(sql: str | bytes) -> None:
     """Called before each statement the store's connections run (see ``zygote.instrument``)."""
     armed = _ARMED.get("write")
     if armed is None:
         return
     if armed["seen"] is None:
-        if _CHECKPOINT_TABLE not in sql:
+        if not is_checkpoint_write(sql):
             return
         armed["seen"] = 0
     if armed["mode"] == "write_timer":
         _ARMED.clear()
         kill_after(armed["delay"], f"write_timer {armed['step']} +{armed['delay'] * 1e6:.0f}us")
         return
-    if armed["seen"] == armed["nth"] or sql.strip().upper().startswith("COMMIT"):
+    if armed["seen"] == armed["nth"] or str(sql).strip().upper().startswith("COMMIT"):
         kill_now(f"write_stmt {armed['step']} #{armed['seen']} {sql.split()[0]}")
     armed["seen"] += 1
 

@@ -112,7 +112,7 @@ def run_trial(zygote: Zygote, rng: random.Random, index: int, mode: str, databas
     t_kill = None
     if plan is None:
         _wait_for_first_step(log, zygote, pid)
-        delay = rng.uniform(0, ref["window_s"])
+        delay = rng.uniform(0, 0.9 * ref["window_s"])  # runs vary: the end may come sooner
         trial.how = f"random +{delay * 1e3:.0f}ms"
         time.sleep(delay)
         t_kill = time.time()
@@ -214,6 +214,10 @@ def summary(trials: list[Trial], backend: str, seconds: float) -> dict[str, Any]
             for t in trials),
         "checkpoints_before_kill": sorted(len(t.valid_before) for t in trials),
         "by_mode": by_mode,
+        # PostgreSQL: killed while the checkpoint write was on its way, and whether it committed
+        "killed_in_write": sum(1 for t in trials if t.how.endswith("in-write")),
+        "in_write_committed": sum(1 for t in trials if t.how.endswith("in-write")
+                                  and t.plan and t.plan["step"] in t.valid_before),
         "detect": _ms([t.detect_s for t in trials if t.detect_s is not None]),
         "detect_polls_max": max((t.polls for t in trials), default=0),
         "get_run_call": _ms([t.get_run_s for t in trials if t.get_run_s is not None]),
@@ -226,7 +230,7 @@ def summary(trials: list[Trial], backend: str, seconds: float) -> dict[str, Any]
 
 def format_summary(figures: dict[str, Any]) -> str:
     counts = figures["checkpoints_before_kill"]
-    return "\n".join([
+    return "\n".join(line for line in [
         f"[{figures['backend']}] {figures['trials']} SIGKILL trials in {figures['seconds']} s: "
         f"{figures['killed']} killed mid-run, {figures['completed_after_resume']} completed after "
         f"resume, {figures['context_identical']} final contexts identical to an uninterrupted run",
@@ -234,12 +238,15 @@ def format_summary(figures: dict[str, Any]) -> str:
         f"steps re-run (work lost by the kill): {figures['uncheckpointed_steps_rerun']}",
         f"  kills by mode: {figures['by_mode']}; checkpoints before the kill: min {min(counts)}, "
         f"median {statistics.median(counts):.0f}, max {max(counts)}" if counts else "",
+        f"  killed while a checkpoint write was on its way to PostgreSQL: "
+        f"{figures['killed_in_write']} (its checkpoint committed anyway: "
+        f"{figures['in_write_committed']})" if figures["killed_in_write"] else "",
         f"  dead run detected (kill -> get_run says failed): {figures['detect']}; polls needed: "
         f"at most {figures['detect_polls_max']}; the detecting get_run call: "
         f"{figures['get_run_call']}",
         f"  resume (after detection): {figures['resume']}",
         *(f"  PROBLEM {p}" for p in figures["problems"]),
-    ])
+    ] if line)
 
 
 def trial_line(trial: Trial) -> str:

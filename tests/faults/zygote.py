@@ -50,7 +50,12 @@ def instrument(database_url: str) -> None:
         class TracingCursor(psycopg2.extensions.cursor):
             def execute(self, query, vars=None):  # noqa: A002 - psycopg2's own name
                 fault_workflow.statement_started(query)
-                return super().execute(query, vars)
+                writing = fault_workflow.is_checkpoint_write(query)
+                fault_workflow.WRITING[0] = writing
+                try:
+                    return super().execute(query, vars)
+                finally:
+                    fault_workflow.WRITING[0] = False
 
         def on_connect(dbapi_conn, _record):
             dbapi_conn.cursor_factory = TracingCursor
@@ -134,6 +139,34 @@ def _child(job: dict[str, Any]) -> None:
         os._exit(code)
 
 
+def _warm(database_url: str) -> None:
+    """Import here what a run and a resume import lazily (Dagster's storage, the database driver,
+    SQLAlchemy's dialect...): a warm-up child runs the workflow and lists the modules it loaded.
+    Only modules are imported: no engine, instance or thread is created in the zygote."""
+    before = set(sys.modules)
+    listing = Path(os.environ["FAULT_WARM_DIR"]) / "warm_modules.json"
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            job = {"op": "execute", "database_url": database_url,
+                   "fault_log": str(listing.with_suffix(".log"))}
+            run_id = run_job(job)["run_id"]
+            run_job({**job, "op": "resume", "run_id": run_id})  # a completed run: get_run only
+            listing.write_text(json.dumps(sorted(set(sys.modules) - before)))
+            code = 0
+        finally:
+            os._exit(code)
+    os.waitpid(pid, 0)
+    import importlib
+
+    for name in json.loads(listing.read_text()) if listing.exists() else []:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001, S112 - a module that cannot be imported twice is skipped
+            continue
+
+
 def serve() -> None:
     """The zygote's loop (``python zygote.py``)."""
     sys.path.insert(0, str(HERE))
@@ -146,6 +179,9 @@ def serve() -> None:
     import spine_dagster.io_manager  # noqa: F401
     import spine_dagster.runner  # noqa: F401
 
+    warm_url = os.environ.get("FAULT_WARM_URL")
+    if warm_url:
+        _warm(warm_url)
     out = sys.stdout
     out.write(json.dumps({"ready": os.getpid()}) + "\n")
     out.flush()
@@ -172,14 +208,17 @@ def serve() -> None:
 class Zygote:
     """A running zygote (see the module docs). ``env`` is the environment of every child."""
 
-    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+    def __init__(self, workdir: Path, env: dict[str, str], warm_url: str | None = None) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._stderr = open(self.workdir / "zygote.stderr", "w")  # noqa: SIM115 - closed in close()
         started = time.monotonic()
         self.proc = subprocess.Popen([sys.executable, str(Path(__file__))], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self._stderr, text=True,
-                                     env={**env, "PYTHONPATH": str(HERE)}, cwd=self.workdir)
+                                     env={**env, "PYTHONPATH": str(HERE),
+                                          "FAULT_WARM_URL": warm_url or "",
+                                          "FAULT_WARM_DIR": str(self.workdir)},
+                                     cwd=self.workdir)
         self.pid = self._read()["ready"]
         self.startup_s = time.monotonic() - started
         self._jobs = 0
