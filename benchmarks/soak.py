@@ -59,7 +59,12 @@ def workspace() -> Iterator[Path]:
 @contextlib.contextmanager
 def database(backend: str, workdir: Path, pg_url: str) -> Iterator[str]:
     if backend == "sqlite":
-        yield f"sqlite:///{workdir}/checkpoints.db"
+        from spine_dagster import db as spine_db
+
+        try:
+            yield f"sqlite:///{workdir}/checkpoints.db"
+        finally:
+            spine_db.dispose_all()
         return
     schema = f"spine_soak_{uuid.uuid4().hex[:10]}"
     admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
