@@ -3,10 +3,11 @@
 * One pooled engine per database per process. SQLite runs in WAL mode with a busy timeout.
   PostgreSQL keeps a small pool (one connection, four more under load) and checks a pooled
   connection before reuse only when it sat idle long enough to have gone stale, so a busy process
-  pays no ping round trip per write.
-* :func:`transaction` retries a transaction that failed because the connection dropped or the
-  server could not be reached, with a short backoff, then reports the outage as
-  ``DatabaseUnavailableError``. A read-only database and a full disk are reported as such.
+  pays no ping round trip per write. Step worker processes (:func:`use_step_worker_pools`) keep
+  no connection at all between transactions (``NullPool``).
+* :func:`transaction` retries a transaction (a write, or a read) that failed because the
+  connection dropped or the server could not be reached, with a short backoff (each retry logged
+  on ``spine_dagster.db``), then reports the outage as ``DatabaseUnavailableError``. A read-only database and a full disk are reported as such.
 * The schema is created on first use of an empty database. A database whose schema is older than
   this code raises ``SchemaOutOfDateError`` naming ``spine-dagster db upgrade``.
 
@@ -16,6 +17,7 @@ URLs (defaults, validation, no password at rest) are :mod:`spine_dagster.dburl`'
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -45,6 +47,7 @@ RETRY_DELAYS = (0.2, 0.5, 1.0)
 STALE_AFTER_SECONDS = 30.0
 """A pooled PostgreSQL connection idle longer than this is pinged before reuse."""
 
+_log = logging.getLogger("spine_dagster.db")
 _engines: dict[str, sa.Engine] = {}  # one per database
 _schema_checked: set[str] = set()
 _lock = threading.Lock()
@@ -85,11 +88,39 @@ def _create_engine(url: str) -> sa.Engine:
             cur.close()
 
         return engine
-    kwargs.update(pool_size=1, max_overflow=4, pool_recycle=3600,
-                  connect_args={"connect_timeout": 10})
+    kwargs["connect_args"] = {"connect_timeout": 10}
+    if _step_worker:  # a connection per statement batch, none kept between them
+        return sa.create_engine(url, poolclass=sa.pool.NullPool, **kwargs)
+    kwargs.update(pool_size=1, max_overflow=4, pool_recycle=3600)
     engine = sa.create_engine(url, **kwargs)
     _ping_when_stale(engine)
     return engine
+
+
+_step_worker = False
+
+
+def use_step_worker_pools() -> None:
+    """This process runs steps of a run that another process orchestrates (a multiprocess
+    executor's step process, a Dask worker, a Kubernetes step pod). Many such processes may be
+    alive at once, and a step's own code may run for hours, so from now on none of their
+    PostgreSQL engines keeps a connection between transactions (``NullPool``): a step process
+    holds no connection while its step runs, and one per transaction in progress. SQLite
+    engines are not affected (no server connections to pile up)."""
+    global _step_worker
+    if _step_worker:
+        return
+    with _lock:
+        _step_worker = True
+        for url, engine in list(_engines.items()):
+            if engine.dialect.name != "sqlite" and not isinstance(engine.pool, sa.pool.NullPool):
+                del _engines[url]
+                engine.dispose()
+
+
+def pool_class(url: str) -> str:
+    """The class name of the connection pool this process uses for ``url`` (for tests)."""
+    return type(get_engine(url).pool).__name__
 
 
 def _ping_when_stale(engine: sa.Engine) -> None:
@@ -183,8 +214,16 @@ def transaction(url: str, work: Callable[[sa.Connection], T], *,
         except DatabaseUnavailableError as exc:
             if attempt == len(delays) or not _transient(exc.__cause__):
                 raise
-            time.sleep(delays[attempt])
+            _retrying(url, exc, attempt, delays)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _retrying(url: str, exc: BaseException, attempt: int, delays: Sequence[float]) -> None:
+    """Log the retry of a transaction that lost its connection, then wait before it."""
+    _log.warning("spine_dagster: the checkpoint database at %s is unreachable (%s); retry %d of "
+                 "%d in %.1fs", mask_url(url), hide_password(_reason(exc.__cause__ or exc), url),
+                 attempt + 1, len(delays), delays[attempt])
+    time.sleep(delays[attempt])
 
 
 # -- the hot write path: statements compiled once, run on a DBAPI cursor --------------------------
@@ -262,7 +301,7 @@ def write(url: str, batch: Sequence[tuple[Prepared, dict[str, Any]]], *,
         except DatabaseUnavailableError as exc:
             if attempt == len(delays) or not _transient(exc.__cause__):
                 raise
-            time.sleep(delays[attempt])
+            _retrying(url, exc, attempt, delays)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -425,9 +464,12 @@ def ensure_schema(url: str) -> None:
     """Create the schema in an empty database; refuse one that is behind this code."""
     if url in _schema_checked:
         return
-    with begin(url) as conn:
+
+    def inspect(conn: sa.Connection) -> tuple[int | None, list[str]]:
         version = current_version(conn)
-        lacking = migrations.missing(conn) if version is not None else []
+        return version, (migrations.missing(conn) if version is not None else [])
+
+    version, lacking = transaction(url, inspect)  # retried: a first read after a restart
     if version is None:
         upgrade(url)
         return

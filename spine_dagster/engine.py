@@ -28,8 +28,9 @@ from typing import Any, Sequence
 import dagster
 from dagster import Failure, MetadataValue, MultiPartitionKey, Output, RetryRequested
 
+from . import db
 from .context import WorkflowContext
-from .errors import CheckpointTooLargeError, DatabaseUnavailableError
+from .errors import CheckpointTooLargeError, CheckpointWriteError, DatabaseUnavailableError
 from .execution import FAILED_STEPS, StepOutcome, run_step
 from .io_manager import RUN_ID_TAG, SpineCheckpointIOManager, SpineState, in_process, start_context_for
 from .model import ErrorPolicy, Step, StepType, Workflow
@@ -76,9 +77,11 @@ def run_op(context: Any, workflow: Workflow, indices: Sequence[int], spine_ctx: 
     run = context.run
     state = io.run_state(run)
     local = in_process(context)
+    if not local:
+        db.use_step_worker_pools()
     fused = len(indices) > 1
     state.write_behind = local and state.store.is_server and not fused
-    state.flush()  # the previous op's checkpoint is durable before this op runs a step
+    _flush(state)  # the previous op's checkpoint is durable before this op runs a step
     config = run_config_of(run)
     names = [workflow.steps[i].name for i in indices]
     boundary = (at_boundary or spine_ctx is None or config.get("start_from") in names
@@ -143,6 +146,18 @@ def run_op(context: Any, workflow: Workflow, indices: Sequence[int], spine_ctx: 
                            checkpoint_bytes=size,
                            checkpoints_deleted=getattr(state, "checkpoints_deleted", None))
     return Output(state_obj, metadata=_metadata(outcome, report, fused))
+
+
+def _flush(state: RunState) -> None:
+    """Wait for the previous step's background write. When it failed, this op fails *as that
+    step* (``spine/step``), so the run reports the step whose checkpoint was lost."""
+    try:
+        state.flush()
+    except CheckpointWriteError as exc:
+        step = getattr(exc, "step_name", None)
+        raise Failure(description=str(exc), metadata={
+            "spine/step": step or "", "spine/error": str(exc),
+            "spine/error_category": "CheckpointWriteError"}) from exc
 
 
 def _starting_point(context: Any, workflow: Workflow, state: RunState, config: dict[str, Any],

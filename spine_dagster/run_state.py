@@ -107,10 +107,12 @@ class RunState:
             return
         step_name, error = failed
         record_failure(self.store, self.spine_run_id, self.dagster_run_id, step_name, error)
-        raise CheckpointWriteError(
+        failure = CheckpointWriteError(
             f"the checkpoint of step {step_name!r} could not be written: {error}. The run stops "
             f"here; once the database is back, resume it (spine-dagster resume "
-            f"{self.spine_run_id}): it restarts at {step_name!r}.") from error
+            f"{self.spine_run_id}): it restarts at {step_name!r}.")
+        failure.step_name = step_name  # the step that failed: not the op that found out
+        raise failure from error
 
     def release(self) -> None:
         """Drop everything (``teardown_after_execution``); waits for pending writes first."""

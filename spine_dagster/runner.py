@@ -444,8 +444,11 @@ class WorkflowRunner:
                 cause = cause.cause
             category = unreachable_category(text)
             if category:
+                named = (data.user_failure_data.metadata or {}).get("spine/step") \
+                    if data.user_failure_data else None
+                step = getattr(named, "value", named) or event.step_key
                 return (f"the checkpoint database was unreachable during step "
-                        f"{event.step_key!r}: {text.strip()}", category)
+                        f"{step!r}: {text.strip()}", category)
             return text.strip(), "INTERNAL"
         return (f"Dagster run {dagster_run_id} ended before the step reported (the process was "
                 f"killed, or the run was canceled)", "INTERNAL")
