@@ -149,6 +149,16 @@ def _reason(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def is_outage(exc: BaseException | None) -> bool:
+    """True when ``exc`` (or an exception it was raised from) is a lost or refused connection."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, DatabaseUnavailableError) and _transient(exc.__cause__):
+            return True
+        exc, seen = exc.__cause__, seen + 1
+    return False
+
+
 def unavailable(url: str, exc: BaseException, *, doing: str = "") -> DatabaseUnavailableError:
     """The ``DatabaseUnavailableError`` for a failed connection or statement, password masked."""
     reason = hide_password(_reason(exc), url)
@@ -165,7 +175,8 @@ def unavailable(url: str, exc: BaseException, *, doing: str = "") -> DatabaseUna
             f"there (or run spine-dagster cleanup), then resume the run.")
     doing = f" while {doing}" if doing else ""
     return DatabaseUnavailableError(
-        f"cannot reach the checkpoint database at {where}{doing}: {reason}. Check that the "
+        f"cannot reach the checkpoint database at {where}{doing} (unreachable: {reason}). "
+        f"Check that the "
         f"database server is running and the URL is right (pass database_url= or set "
         f"{ENV_DATABASE_URL}).")
 
@@ -201,12 +212,34 @@ def begin(url: str) -> Iterator[sa.Connection]:
         raise unavailable(url, exc) from exc
 
 
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def single_attempt() -> Iterator[None]:
+    """In this block (this thread), transactions and writes are tried once, not retried: for
+    best-effort bookkeeping after the database was found unreachable (recording the failure it
+    caused, the step lines), which would otherwise add a retry window each to the time a run
+    takes to report the outage."""
+    before = getattr(_local, "once", False)
+    _local.once = True
+    try:
+        yield
+    finally:
+        _local.once = before
+
+
+def _retry_delays(delays: Sequence[float]) -> Sequence[float]:
+    return () if getattr(_local, "once", False) else delays
+
+
 def transaction(url: str, work: Callable[[sa.Connection], T], *,
                 delays: Sequence[float] = RETRY_DELAYS) -> T:
     """Run ``work(conn)`` in one transaction; retry it after a lost connection (``delays``).
 
     ``work`` must be safe to run again (our writes are upserts or idempotent updates).
     """
+    delays = _retry_delays(delays)
     for attempt in range(len(delays) + 1):
         try:
             with begin(url) as conn:
@@ -214,15 +247,17 @@ def transaction(url: str, work: Callable[[sa.Connection], T], *,
         except DatabaseUnavailableError as exc:
             if attempt == len(delays) or not _transient(exc.__cause__):
                 raise
-            _retrying(url, exc, attempt, delays)
+            _retrying(url, exc, attempt, delays, "a transaction")
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _retrying(url: str, exc: BaseException, attempt: int, delays: Sequence[float]) -> None:
-    """Log the retry of a transaction that lost its connection, then wait before it."""
-    _log.warning("spine_dagster: the checkpoint database at %s is unreachable (%s); retry %d of "
-                 "%d in %.1fs", mask_url(url), hide_password(_reason(exc.__cause__ or exc), url),
-                 attempt + 1, len(delays), delays[attempt])
+def _retrying(url: str, exc: BaseException, attempt: int, delays: Sequence[float],
+              what: str) -> None:
+    """Log the retry of ``what`` (it lost its connection), then wait before it."""
+    _log.warning("spine_dagster: %s on the checkpoint database at %s failed, the database is "
+                 "unreachable (%s); retry %d of %d in %.1fs", what, mask_url(url),
+                 hide_password(_reason(exc.__cause__ or exc), url), attempt + 1, len(delays),
+                 delays[attempt])
     time.sleep(delays[attempt])
 
 
@@ -295,13 +330,14 @@ def write(url: str, batch: Sequence[tuple[Prepared, dict[str, Any]]], *,
     could not be reached is retried after ``delays``; failures become
     ``DatabaseUnavailableError`` (a lost connection is dropped from the pool).
     """
+    delays = _retry_delays(delays)
     for attempt in range(len(delays) + 1):
         try:
             return _write_once(url, batch)
         except DatabaseUnavailableError as exc:
             if attempt == len(delays) or not _transient(exc.__cause__):
                 raise
-            _retrying(url, exc, attempt, delays)
+            _retrying(url, exc, attempt, delays, "a checkpoint write")
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -347,8 +383,9 @@ def _checkout(url: str, engine: sa.Engine) -> Any:
         return engine.raw_connection()
     except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError) as exc:
         raise unavailable(url, exc) from exc
-    except engine.dialect.loaded_dbapi.Error as exc:
-        raise unavailable(url, _wrapped(engine.dialect, exc, None, False)) from exc
+    except engine.dialect.loaded_dbapi.Error as exc:  # the pool raises the driver's own errors
+        wrapped = _wrapped(engine.dialect, exc, None, False)
+        raise unavailable(url, wrapped) from wrapped  # the cause says whether to retry
 
 
 def _run_batch(url: str, dialect: sa.Dialect, fairy: Any,

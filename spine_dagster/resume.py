@@ -68,6 +68,7 @@ LEASE_SECONDS = 60.0
 _KEEP_DAGSTER_TAGS = ("dagster/partition",)
 _MISSING = "<absent>"
 _log = logging.getLogger("spine_dagster")
+_unreleased: dict[tuple[str, str], str] = {}  # (database, run id) -> owner: a lease left behind
 
 
 @dataclass(frozen=True)
@@ -485,6 +486,11 @@ class ResumeLease:
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> ResumeLease:
+        # A lease this process could not release (the database was down when its resume ended)
+        # is no one's now: release it first, rather than wait LEASE_SECONDS for it to expire.
+        stale = _unreleased.pop((self.store.url, self.run_id), None)
+        if stale is not None:
+            self._release(stale)
         if not self.store.acquire_lease(self.run_id, self.owner, LEASE_SECONDS, self.statuses):
             owner, until = self.store.lease_of(self.run_id)
             record = self.store.get_run(self.run_id)
@@ -513,11 +519,16 @@ class ResumeLease:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self._release(self.owner)
+
+    def _release(self, owner: str) -> None:
         try:
-            self.store.release_lease(self.run_id, self.owner)
+            self.store.release_lease(self.run_id, owner)
         except Exception as error:  # noqa: BLE001 - it expires by itself
+            _unreleased[(self.store.url, self.run_id)] = owner
             _log.warning("spine_dagster: could not release the resume lease of run %s (it "
-                         "expires in %ss): %s", self.run_id, int(LEASE_SECONDS), error)
+                         "expires in %ss, or at this process's next resume of it): %s",
+                         self.run_id, int(LEASE_SECONDS), error)
 
 
 def guard_not_running(record: RunRecord, busy: Callable[[], str | None]) -> None:

@@ -115,3 +115,24 @@ class PrivateServer:
                 "SELECT pid, client_port, state, query FROM pg_stat_activity "
                 "WHERE datname = :d AND backend_type = 'client backend' "
                 "AND pid <> pg_backend_pid()"), {"d": database})]
+
+    def wait_for_write(self, database: str, table: str, timeout: float = 30.0) -> str:
+        """Wait until a client of ``database`` is running a statement on ``table``; its text."""
+        import psycopg2  # noqa: PLC0415 - the driver itself: one connection, polled tightly
+
+        conn = psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres",
+                                dbname="postgres")
+        conn.autocommit = True
+        deadline = time.monotonic() + timeout
+        try:
+            with conn.cursor() as cur:
+                while time.monotonic() < deadline:
+                    cur.execute("SELECT query FROM pg_stat_activity WHERE datname = %s "
+                                "AND state = 'active' AND query LIKE %s AND pid <> "
+                                "pg_backend_pid()", (database, f"%{table}%"))
+                    row = cur.fetchone()
+                    if row:
+                        return row[0]
+        finally:
+            conn.close()
+        raise AssertionError(f"no statement on {table} seen in {timeout}s")
