@@ -52,6 +52,10 @@ def load(ctx, config):
 def enrich(ctx, config):
     config = {**ctx.params, **(config or {})}
     called(ctx, config, "enrich")
+    if config.get("pool_probe"):  # which pool this (step) process uses for the checkpoints
+        from spine_dagster import db  # noqa: PLC0415
+
+        Path(config["gate_dir"], "enrich.pool").write_text(db.pool_class(config["pool_probe"]))
     gate(config, "enrich")
     n = ctx.get_output("load", "n")
     return {"v": n * 7 + 1, "tag": ctx.get_output("load", "tag") + ":enriched"}

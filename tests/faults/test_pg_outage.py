@@ -13,13 +13,14 @@ there, and a resume completes with the context of an uninterrupted run.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import psutil
 import pytest
-import sqlalchemy as sa
 
 from outage_flows import OUTAGE, STEPS, calls, expected_outputs
 from pg_private import PrivateServer
@@ -359,3 +360,62 @@ def test_an_outage_at_resume(runner, flow, server, retries, tmp_path):
     assert last.status == "completed", last.error
     assert last.completed_steps == ["publish", "report"]
     assert dict(last.context.outputs) == expected_outputs("at-resume")
+
+
+def connections_by_pid(server: PrivateServer, database: str) -> dict[int, int]:
+    """Client process id -> its connections to ``database`` (client ports matched to processes)."""
+    ports = {port for _, port, _, _ in server.backends(database) if port}
+    counts: dict[int, int] = {}
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.pid and conn.laddr and conn.laddr.port in ports and conn.raddr \
+                and conn.raddr.port == server.port:
+            counts[conn.pid] = counts.get(conn.pid, 0) + 1
+    return counts
+
+
+def test_step_workers_keep_no_connection_open(pg_url, module_instance, flow, server):
+    """Under the multiprocess executor each step runs in a process of its own: such a process
+    uses NullPool, holds no connection while its step's code runs, and at most one at a time."""
+    runner = WorkflowRunner(database_url=pg_url, instance=module_instance,
+                            executor="multiprocess", progress=False)
+    database = pg_url.rsplit("/", 1)[1]
+    peaks: dict[int, int] = {}
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            for pid, count in connections_by_pid(server, database).items():
+                peaks[pid] = max(peaks.get(pid, 0), count)
+            time.sleep(0.02)
+
+    release = hold(flow, "enrich")
+    during: list[int] = []
+
+    def chaos() -> int:
+        worker = wait_entered(flow, "enrich")
+        for _ in range(10):
+            during.append(connections_by_pid(server, database).get(worker, 0))
+            time.sleep(0.02)
+        release()
+        return worker
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    background = Background(chaos)
+    try:
+        result = runner.execute(OUTAGE, params=params(flow, "workers", pool_probe=pg_url))
+    finally:
+        stop.set()
+        sampler.join(10)
+    worker = background.join()
+    pool = Path(flow["dir"], "enrich.pool").read_text()
+    workers = {pid: n for pid, n in peaks.items() if pid != os.getpid()}
+    print(f"\nstep workers: pool {pool}; connections held by the worker while its step ran: "
+          f"{max(during)}; peak per step process: {workers}; this process: "
+          f"{peaks.get(os.getpid(), 0)}")
+    assert result.status == "completed", result.error
+    assert dict(result.context.outputs) == expected_outputs("workers")
+    assert worker != os.getpid()
+    assert pool == "NullPool"
+    assert max(during) == 0, "a step process holds no connection while its step runs"
+    assert workers and max(workers.values()) <= 1, workers
