@@ -479,8 +479,10 @@ def nodes_from(plan: ResumePlan, ops: Mapping[str, Sequence[str]]) -> list[str]:
 class ResumeLease:
     """One resume of a run at a time: the run's lease in the store, renewed while held."""
 
-    def __init__(self, store: CheckpointStore, run_id: str, statuses: Sequence[str]) -> None:
+    def __init__(self, store: CheckpointStore, run_id: str, statuses: Sequence[str], *,
+                 planned_from: str | None = None) -> None:
         self.store, self.run_id, self.statuses = store, run_id, tuple(statuses)
+        self.planned_from = planned_from  # the run's last Dagster run when the plan was made
         self.owner = uuid.uuid4().hex
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -502,6 +504,15 @@ class ResumeLease:
                 f"another resume of run {self.run_id!r} is in progress (lease held until "
                 f"{until.isoformat() if until else '?'}); wait for it to finish and check "
                 f"get_run({self.run_id!r}).status.")
+        if self.planned_from is not None:
+            record = self.store.get_run(self.run_id)
+            last = record.last_dagster_run_id if record is not None else None
+            if last != self.planned_from:  # another resume ran in between: the plan is stale
+                self._release(self.owner)
+                raise RunInProgressError(
+                    f"run {self.run_id!r} was resumed by another process (Dagster run {last}) "
+                    f"while this resume was being planned; check get_run({self.run_id!r}) and "
+                    f"plan again if it still needs a resume.")
         self._thread = threading.Thread(target=self._renew, daemon=True,
                                         name=f"spine-lease-{self.run_id[:8]}")
         self._thread.start()

@@ -502,7 +502,8 @@ class WorkflowRunner:
                 f"Materialize, or an asset backfill): re-execute it from the Dagster UI (from "
                 f"failure, or from asset failure), or launch the workflow's own job.")
         guard_not_running(record, self._busy(record))
-        with ResumeLease(self.store, record.run_id, statuses):
+        with ResumeLease(self.store, record.run_id, statuses,
+                         planned_from=record.last_dagster_run_id):
             run_config = resume_run_config(parent.run_config, plan,
                                            run_config_override=run_config_override,
                                            start_context=start_context)
