@@ -306,6 +306,9 @@ def test_an_outage_mid_write_fails_the_run_and_the_resume_completes(runner, flow
     after = reported(runner, result.run_id)
     assert_kept(seen["before"], after)
     assert set(seen["before"]) == {"load", "enrich"}
+    record = runner.get_run(result.run_id)
+    assert (record.status.value, record.error_step) == ("failed", "publish")
+    assert "unreachable during step 'publish'" in record.error, record.error
     resumed = runner.resume(result.run_id)
     assert resumed.status == "completed", resumed.error
     assert resumed.completed_steps == ["publish", "report"]
@@ -333,14 +336,18 @@ def test_an_outage_at_resume(runner, flow, server, retries, tmp_path):
     assert isinstance(info.value, SpineDagsterError)
     assert "cannot reach the checkpoint database" in str(info.value)
     assert "Check that the database server is running" in str(info.value)
+    with pytest.raises(DatabaseUnavailableError):  # no run can start either: none is created
+        runner.execute(OUTAGE, params=params(flow, "never"))
 
     down = Background(lambda: (time.sleep(0.3), server.start()))
     retries.messages.clear()
     began = time.monotonic()
-    release = hold(flow, "publish")
+    release = hold(flow, "report")  # the last step: its write is synchronous, with the run's end
+    seen: dict[str, Any] = {}
 
     def chaos() -> None:
-        wait_entered(flow, "publish")
+        wait_entered(flow, "report")
+        seen["before"] = reported(runner, failed.run_id)
         server.stop("immediate")
         release()
 
@@ -352,14 +359,22 @@ def test_an_outage_at_resume(runner, flow, server, retries, tmp_path):
           f"{retries} retries; then down mid-resume: {mid.status.value} at "
           f"{mid.error_step} ({mid.error_category}) after {time.monotonic() - began:.2f}s")
     assert retries.messages
-    assert_unreachable(mid, "publish")
+    assert_unreachable(mid, "report")
 
     server.start()
-    assert_kept(before, reported(runner, failed.run_id))
+    after = reported(runner, failed.run_id)
+    assert_kept(before, after)
+    assert_kept(seen["before"], after)
+    assert set(seen["before"]) == {"load", "enrich", "publish"}
+    record = runner.get_run(failed.run_id)
+    assert (record.status.value, record.error_step) == ("failed", "report")
+    assert "unreachable" in record.error, record.error
     last = runner.resume(failed.run_id)
     assert last.status == "completed", last.error
-    assert last.completed_steps == ["publish", "report"]
+    assert last.completed_steps == ["report"]
     assert dict(last.context.outputs) == expected_outputs("at-resume")
+    assert [step for step, _ in calls(flow["calls_file"])] == [
+        "load", "enrich", "publish", "publish", "report", "report"]
 
 
 def connections_by_pid(server: PrivateServer, database: str) -> dict[int, int]:
