@@ -7,7 +7,8 @@
   no connection at all between transactions (``NullPool``).
 * :func:`transaction` retries a transaction (a write, or a read) that failed because the
   connection dropped or the server could not be reached, with a short backoff (each retry logged
-  on ``spine_dagster.db``), then reports the outage as ``DatabaseUnavailableError``. A read-only database and a full disk are reported as such.
+  on ``spine_dagster.db``), then reports the outage as ``DatabaseUnavailableError``. A
+  read-only database and a full disk are reported as such.
 * The schema is created on first use of an empty database. A database whose schema is older than
   this code raises ``SchemaOutOfDateError`` naming ``spine-dagster db upgrade``.
 

@@ -132,7 +132,10 @@ def test_two_resumes_at_once_exactly_one_proceeds(database_url, tmp_path, worker
             hold.touch()  # the winner waits in publish until the loser has answered
             (race.folder / f"run-{round_no}").write_text(failed.run_id)
             released = race.go(round_no)
-            publishes = lambda: [c for c in calls(params["calls_file"]) if c[0] == "publish"]  # noqa: E731
+
+            def publishes() -> list:
+                return [c for c in calls(params["calls_file"]) if c[0] == "publish"]
+
             race.wait(lambda: any(race.result(round_no, n) for n in race.procs)
                       or len(publishes()) > 2, "the loser's answer", 120)
             answered = time.monotonic() - released
@@ -140,9 +143,10 @@ def test_two_resumes_at_once_exactly_one_proceeds(database_url, tmp_path, worker
             results = race.results(round_no)
             winners = [n for n, r in results.items() if r["outcome"] == "completed"]
             losers = {n: r for n, r in results.items() if r["outcome"] != "completed"}
+            said = [(n, r["outcome"], r["error"][:90]) for n, r in losers.items()]
             print(f"\nround {round_no} (resume vs {rival}) on {database_url.split(':')[0]}: "
-                  f"{winners} proceeded; {[(n, r['outcome']) for n, r in losers.items()]} "
-                  f"answered {answered:.2f}s after the barrier: {next(iter(losers.values()))['error'][:90]}")
+                  f"{winners} proceeded; the other answered {answered:.2f}s after the barrier: "
+                  f"{said}")
             assert len(winners) == 1 and len(losers) == 1, results
             [loser] = losers.values()
             assert loser["outcome"] == "RunInProgressError" and loser["spine_error"], loser
