@@ -21,9 +21,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import replace
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import dagster
 from dagster import Failure, MetadataValue, MultiPartitionKey, Output, RetryRequested
@@ -113,10 +114,11 @@ def run_op(context: Any, workflow: Workflow, indices: Sequence[int], spine_ctx: 
         at_boundary = boundary and index == first
         services = _services(context, state, workflow, step, index, at_boundary)
         if attempt is None:
-            attempt = state.store.start_step(
-                state.spine_run_id, step.name, run.run_id,
-                supersede_from=index if at_boundary else None,
-                keep_items=step.step_type is StepType.MAP)
+            with _as_step(step.name):
+                attempt = state.store.start_step(
+                    state.spine_run_id, step.name, run.run_id,
+                    supersede_from=index if at_boundary else None,
+                    keep_items=step.step_type is StepType.MAP)
         started = time.monotonic()
         outcome = _run_one(context, state, step, ctx, attempt, fused, services)
         if outcome.failed:
@@ -128,8 +130,10 @@ def run_op(context: Any, workflow: Workflow, indices: Sequence[int], spine_ctx: 
                      else WorkflowStatus.COMPLETED)
         next_step = (workflow.steps[indices[position + 1]].name
                      if position + 1 < len(indices) else None)
-        size, next_attempt = _record(context, io, state, workflow, step, index, outcome,
-                                     _wants_checkpoint(strategy, step, outcome), final, next_step)
+        with _as_step(step.name):
+            size, next_attempt = _record(context, io, state, workflow, step, index, outcome,
+                                         _wants_checkpoint(strategy, step, outcome), final,
+                                         next_step)
         report.append({"step": step.name, "status": _status(outcome),
                        "seconds": round(time.monotonic() - started, 4),
                        "checkpoint_bytes": size, "attempt": attempt})
@@ -150,14 +154,27 @@ def run_op(context: Any, workflow: Workflow, indices: Sequence[int], spine_ctx: 
 
 def _flush(state: RunState) -> None:
     """Wait for the previous step's background write. When it failed, this op fails *as that
-    step* (``spine/step``), so the run reports the step whose checkpoint was lost."""
+    step*, so the run reports the step whose checkpoint was lost, not the op that found out."""
     try:
         state.flush()
     except CheckpointWriteError as exc:
-        step = getattr(exc, "step_name", None)
-        raise Failure(description=str(exc), metadata={
-            "spine/step": step or "", "spine/error": str(exc),
-            "spine/error_category": "CheckpointWriteError"}) from exc
+        raise _outage(getattr(exc, "step_name", None) or "", exc) from exc
+
+
+@contextlib.contextmanager
+def _as_step(step_name: str) -> Iterator[None]:
+    """A database outage in here fails the op as step ``step_name`` (``spine/step``): in a fused
+    op, the step the outage hit, not the op's first step."""
+    try:
+        yield
+    except (DatabaseUnavailableError, CheckpointWriteError) as exc:
+        raise _outage(step_name, exc) from exc
+
+
+def _outage(step_name: str, exc: Exception) -> Failure:
+    return Failure(description=str(exc), metadata={
+        "spine/step": step_name, "spine/error": str(exc),
+        "spine/error_category": type(exc).__name__})
 
 
 def _starting_point(context: Any, workflow: Workflow, state: RunState, config: dict[str, Any],
