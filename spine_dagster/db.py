@@ -177,9 +177,8 @@ def unavailable(url: str, exc: BaseException, *, doing: str = "") -> DatabaseUna
     doing = f" while {doing}" if doing else ""
     return DatabaseUnavailableError(
         f"cannot reach the checkpoint database at {where}{doing} (unreachable: {reason}). "
-        f"Check that the "
-        f"database server is running and the URL is right (pass database_url= or set "
-        f"{ENV_DATABASE_URL}).")
+        f"Check that the database server is running and the URL is right (pass database_url= "
+        f"or set {ENV_DATABASE_URL}).")
 
 
 def _transient(exc: BaseException) -> bool:

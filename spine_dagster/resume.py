@@ -505,7 +505,11 @@ class ResumeLease:
                 f"{until.isoformat() if until else '?'}); wait for it to finish and check "
                 f"get_run({self.run_id!r}).status.")
         if self.planned_from is not None:
-            record = self.store.get_run(self.run_id)
+            try:
+                record = self.store.get_run(self.run_id)
+            except BaseException:
+                self._release(self.owner)
+                raise
             last = record.last_dagster_run_id if record is not None else None
             if last != self.planned_from:  # another resume ran in between: the plan is stale
                 self._release(self.owner)
