@@ -54,16 +54,18 @@ class Workers:
         path.write_text(json.dumps({"name": name, "folder": str(self.folder),
                                     "database_url": self.database_url,
                                     "dagster_home": self.home, **spec}))
-        self.procs[name] = subprocess.Popen(
-            [sys.executable, str(FAULTS / "race_worker.py"), str(path)], env=self.env,
-            cwd=self.folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        with open(self.folder / f"log-{name}.txt", "w") as log:  # a file: a pipe could fill up
+            self.procs[name] = subprocess.Popen(
+                [sys.executable, str(FAULTS / "race_worker.py"), str(path)], env=self.env,
+                cwd=self.folder, stdout=log, stderr=subprocess.STDOUT)
 
     def wait(self, predicate, what: str, timeout: float = 240.0) -> None:
         deadline = time.monotonic() + timeout
         while not predicate():
             for name, proc in self.procs.items():
                 if proc.poll() not in (None, 0):
-                    raise AssertionError(f"worker {name} died: {proc.stdout.read()[-3000:]}")
+                    log = (self.folder / f"log-{name}.txt").read_text()
+                    raise AssertionError(f"worker {name} died: {log[-3000:]}")
             assert time.monotonic() < deadline, f"timed out waiting for {what}"
             time.sleep(0.01)
 
