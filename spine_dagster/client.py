@@ -301,7 +301,8 @@ class SpineDagsterClient(GraphQLTransport):
         guard_not_running(record, busy)
         statuses = (("failed", "partial", "running") if start_from is None
                     else ("completed", "failed", "partial", "running"))
-        with ResumeLease(self.store, record.run_id, statuses):
+        with ResumeLease(self.store, record.run_id, statuses,
+                         planned_from=record.last_dagster_run_id):
             return self._launch_reexecution(parent, location, repository, run_config, tags,
                                             nodes_from(plan, meta["ops"]))
 

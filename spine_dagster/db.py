@@ -3,10 +3,12 @@
 * One pooled engine per database per process. SQLite runs in WAL mode with a busy timeout.
   PostgreSQL keeps a small pool (one connection, four more under load) and checks a pooled
   connection before reuse only when it sat idle long enough to have gone stale, so a busy process
-  pays no ping round trip per write.
-* :func:`transaction` retries a transaction that failed because the connection dropped or the
-  server could not be reached, with a short backoff, then reports the outage as
-  ``DatabaseUnavailableError``. A read-only database and a full disk are reported as such.
+  pays no ping round trip per write. Step worker processes (:func:`use_step_worker_pools`) keep
+  no connection at all between transactions (``NullPool``).
+* :func:`transaction` retries a transaction (a write, or a read) that failed because the
+  connection dropped or the server could not be reached, with a short backoff (each retry logged
+  on ``spine_dagster.db``), then reports the outage as ``DatabaseUnavailableError``. A
+  read-only database and a full disk are reported as such.
 * The schema is created on first use of an empty database. A database whose schema is older than
   this code raises ``SchemaOutOfDateError`` naming ``spine-dagster db upgrade``.
 
@@ -16,6 +18,7 @@ URLs (defaults, validation, no password at rest) are :mod:`spine_dagster.dburl`'
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -45,6 +48,7 @@ RETRY_DELAYS = (0.2, 0.5, 1.0)
 STALE_AFTER_SECONDS = 30.0
 """A pooled PostgreSQL connection idle longer than this is pinged before reuse."""
 
+_log = logging.getLogger("spine_dagster.db")
 _engines: dict[str, sa.Engine] = {}  # one per database
 _schema_checked: set[str] = set()
 _lock = threading.Lock()
@@ -85,11 +89,39 @@ def _create_engine(url: str) -> sa.Engine:
             cur.close()
 
         return engine
-    kwargs.update(pool_size=1, max_overflow=4, pool_recycle=3600,
-                  connect_args={"connect_timeout": 10})
+    kwargs["connect_args"] = {"connect_timeout": 10}
+    if _step_worker:  # a connection per statement batch, none kept between them
+        return sa.create_engine(url, poolclass=sa.pool.NullPool, **kwargs)
+    kwargs.update(pool_size=1, max_overflow=4, pool_recycle=3600)
     engine = sa.create_engine(url, **kwargs)
     _ping_when_stale(engine)
     return engine
+
+
+_step_worker = False
+
+
+def use_step_worker_pools() -> None:
+    """This process runs steps of a run that another process orchestrates (a multiprocess
+    executor's step process, a Dask worker, a Kubernetes step pod). Many such processes may be
+    alive at once, and a step's own code may run for hours, so from now on none of their
+    PostgreSQL engines keeps a connection between transactions (``NullPool``): a step process
+    holds no connection while its step runs, and one per transaction in progress. SQLite
+    engines are not affected (no server connections to pile up)."""
+    global _step_worker
+    if _step_worker:
+        return
+    with _lock:
+        _step_worker = True
+        for url, engine in list(_engines.items()):
+            if engine.dialect.name != "sqlite" and not isinstance(engine.pool, sa.pool.NullPool):
+                del _engines[url]
+                engine.dispose()
+
+
+def pool_class(url: str) -> str:
+    """The class name of the connection pool this process uses for ``url`` (for tests)."""
+    return type(get_engine(url).pool).__name__
 
 
 def _ping_when_stale(engine: sa.Engine) -> None:
@@ -118,6 +150,16 @@ def _reason(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def is_outage(exc: BaseException | None) -> bool:
+    """True when ``exc`` (or an exception it was raised from) is a lost or refused connection."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, DatabaseUnavailableError) and _transient(exc.__cause__):
+            return True
+        exc, seen = exc.__cause__, seen + 1
+    return False
+
+
 def unavailable(url: str, exc: BaseException, *, doing: str = "") -> DatabaseUnavailableError:
     """The ``DatabaseUnavailableError`` for a failed connection or statement, password masked."""
     reason = hide_password(_reason(exc), url)
@@ -134,9 +176,9 @@ def unavailable(url: str, exc: BaseException, *, doing: str = "") -> DatabaseUna
             f"there (or run spine-dagster cleanup), then resume the run.")
     doing = f" while {doing}" if doing else ""
     return DatabaseUnavailableError(
-        f"cannot reach the checkpoint database at {where}{doing}: {reason}. Check that the "
-        f"database server is running and the URL is right (pass database_url= or set "
-        f"{ENV_DATABASE_URL}).")
+        f"cannot reach the checkpoint database at {where}{doing} (unreachable: {reason}). "
+        f"Check that the database server is running and the URL is right (pass database_url= "
+        f"or set {ENV_DATABASE_URL}).")
 
 
 def _transient(exc: BaseException) -> bool:
@@ -170,12 +212,34 @@ def begin(url: str) -> Iterator[sa.Connection]:
         raise unavailable(url, exc) from exc
 
 
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def single_attempt() -> Iterator[None]:
+    """In this block (this thread), transactions and writes are tried once, not retried: for
+    best-effort bookkeeping after the database was found unreachable (recording the failure it
+    caused, the step lines), which would otherwise add a retry window each to the time a run
+    takes to report the outage."""
+    before = getattr(_local, "once", False)
+    _local.once = True
+    try:
+        yield
+    finally:
+        _local.once = before
+
+
+def _retry_delays(delays: Sequence[float]) -> Sequence[float]:
+    return () if getattr(_local, "once", False) else delays
+
+
 def transaction(url: str, work: Callable[[sa.Connection], T], *,
                 delays: Sequence[float] = RETRY_DELAYS) -> T:
     """Run ``work(conn)`` in one transaction; retry it after a lost connection (``delays``).
 
     ``work`` must be safe to run again (our writes are upserts or idempotent updates).
     """
+    delays = _retry_delays(delays)
     for attempt in range(len(delays) + 1):
         try:
             with begin(url) as conn:
@@ -183,8 +247,18 @@ def transaction(url: str, work: Callable[[sa.Connection], T], *,
         except DatabaseUnavailableError as exc:
             if attempt == len(delays) or not _transient(exc.__cause__):
                 raise
-            time.sleep(delays[attempt])
+            _retrying(url, exc, attempt, delays, "a transaction")
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _retrying(url: str, exc: BaseException, attempt: int, delays: Sequence[float],
+              what: str) -> None:
+    """Log the retry of ``what`` (it lost its connection), then wait before it."""
+    _log.warning("spine_dagster: %s on the checkpoint database at %s failed, the database is "
+                 "unreachable (%s); retry %d of %d in %.1fs", what, mask_url(url),
+                 hide_password(_reason(exc.__cause__ or exc), url), attempt + 1, len(delays),
+                 delays[attempt])
+    time.sleep(delays[attempt])
 
 
 # -- the hot write path: statements compiled once, run on a DBAPI cursor --------------------------
@@ -256,13 +330,14 @@ def write(url: str, batch: Sequence[tuple[Prepared, dict[str, Any]]], *,
     could not be reached is retried after ``delays``; failures become
     ``DatabaseUnavailableError`` (a lost connection is dropped from the pool).
     """
+    delays = _retry_delays(delays)
     for attempt in range(len(delays) + 1):
         try:
             return _write_once(url, batch)
         except DatabaseUnavailableError as exc:
             if attempt == len(delays) or not _transient(exc.__cause__):
                 raise
-            time.sleep(delays[attempt])
+            _retrying(url, exc, attempt, delays, "a checkpoint write")
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -308,8 +383,9 @@ def _checkout(url: str, engine: sa.Engine) -> Any:
         return engine.raw_connection()
     except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError) as exc:
         raise unavailable(url, exc) from exc
-    except engine.dialect.loaded_dbapi.Error as exc:
-        raise unavailable(url, _wrapped(engine.dialect, exc, None, False)) from exc
+    except engine.dialect.loaded_dbapi.Error as exc:  # the pool raises the driver's own errors
+        wrapped = _wrapped(engine.dialect, exc, None, False)
+        raise unavailable(url, wrapped) from wrapped  # the cause says whether to retry
 
 
 def _run_batch(url: str, dialect: sa.Dialect, fairy: Any,
@@ -425,9 +501,12 @@ def ensure_schema(url: str) -> None:
     """Create the schema in an empty database; refuse one that is behind this code."""
     if url in _schema_checked:
         return
-    with begin(url) as conn:
+
+    def inspect(conn: sa.Connection) -> tuple[int | None, list[str]]:
         version = current_version(conn)
-        lacking = migrations.missing(conn) if version is not None else []
+        return version, (migrations.missing(conn) if version is not None else [])
+
+    version, lacking = transaction(url, inspect)  # retried: a first read after a restart
     if version is None:
         upgrade(url)
         return

@@ -21,15 +21,17 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import replace
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import dagster
 from dagster import Failure, MetadataValue, MultiPartitionKey, Output, RetryRequested
 
+from . import db
 from .context import WorkflowContext
-from .errors import CheckpointTooLargeError, DatabaseUnavailableError
+from .errors import CheckpointTooLargeError, CheckpointWriteError, DatabaseUnavailableError
 from .execution import FAILED_STEPS, StepOutcome, run_step
 from .io_manager import RUN_ID_TAG, SpineCheckpointIOManager, SpineState, in_process, start_context_for
 from .model import ErrorPolicy, Step, StepType, Workflow
@@ -76,9 +78,11 @@ def run_op(context: Any, workflow: Workflow, indices: Sequence[int], spine_ctx: 
     run = context.run
     state = io.run_state(run)
     local = in_process(context)
+    if not local:
+        db.use_step_worker_pools()
     fused = len(indices) > 1
     state.write_behind = local and state.store.is_server and not fused
-    state.flush()  # the previous op's checkpoint is durable before this op runs a step
+    _flush(state)  # the previous op's checkpoint is durable before this op runs a step
     config = run_config_of(run)
     names = [workflow.steps[i].name for i in indices]
     boundary = (at_boundary or spine_ctx is None or config.get("start_from") in names
@@ -110,10 +114,11 @@ def run_op(context: Any, workflow: Workflow, indices: Sequence[int], spine_ctx: 
         at_boundary = boundary and index == first
         services = _services(context, state, workflow, step, index, at_boundary)
         if attempt is None:
-            attempt = state.store.start_step(
-                state.spine_run_id, step.name, run.run_id,
-                supersede_from=index if at_boundary else None,
-                keep_items=step.step_type is StepType.MAP)
+            with _as_step(step.name):
+                attempt = state.store.start_step(
+                    state.spine_run_id, step.name, run.run_id,
+                    supersede_from=index if at_boundary else None,
+                    keep_items=step.step_type is StepType.MAP)
         started = time.monotonic()
         outcome = _run_one(context, state, step, ctx, attempt, fused, services)
         if outcome.failed:
@@ -125,8 +130,10 @@ def run_op(context: Any, workflow: Workflow, indices: Sequence[int], spine_ctx: 
                      else WorkflowStatus.COMPLETED)
         next_step = (workflow.steps[indices[position + 1]].name
                      if position + 1 < len(indices) else None)
-        size, next_attempt = _record(context, io, state, workflow, step, index, outcome,
-                                     _wants_checkpoint(strategy, step, outcome), final, next_step)
+        with _as_step(step.name):
+            size, next_attempt = _record(context, io, state, workflow, step, index, outcome,
+                                         _wants_checkpoint(strategy, step, outcome), final,
+                                         next_step)
         report.append({"step": step.name, "status": _status(outcome),
                        "seconds": round(time.monotonic() - started, 4),
                        "checkpoint_bytes": size, "attempt": attempt})
@@ -143,6 +150,31 @@ def run_op(context: Any, workflow: Workflow, indices: Sequence[int], spine_ctx: 
                            checkpoint_bytes=size,
                            checkpoints_deleted=getattr(state, "checkpoints_deleted", None))
     return Output(state_obj, metadata=_metadata(outcome, report, fused))
+
+
+def _flush(state: RunState) -> None:
+    """Wait for the previous step's background write. When it failed, this op fails *as that
+    step*, so the run reports the step whose checkpoint was lost, not the op that found out."""
+    try:
+        state.flush()
+    except CheckpointWriteError as exc:
+        raise _outage(getattr(exc, "step_name", None) or "", exc) from exc
+
+
+@contextlib.contextmanager
+def _as_step(step_name: str) -> Iterator[None]:
+    """A database outage in here fails the op as step ``step_name`` (``spine/step``): in a fused
+    op, the step the outage hit, not the op's first step."""
+    try:
+        yield
+    except (DatabaseUnavailableError, CheckpointWriteError) as exc:
+        raise _outage(step_name, exc) from exc
+
+
+def _outage(step_name: str, exc: Exception) -> Failure:
+    return Failure(description=str(exc), metadata={
+        "spine/step": step_name, "spine/error": str(exc),
+        "spine/error_category": type(exc).__name__})
 
 
 def _starting_point(context: Any, workflow: Workflow, state: RunState, config: dict[str, Any],

@@ -30,6 +30,7 @@ from typing import Any, Literal, Optional, get_args
 from dagster import ConfigurableIOManager, EnvVar, InitResourceContext, InputContext, OutputContext
 from pydantic import Field, PrivateAttr
 
+from . import db
 from .dburl import reference
 from .errors import (
     CheckpointNotFoundError,
@@ -189,6 +190,8 @@ class SpineCheckpointIOManager(ConfigurableIOManager):
 
     # -- loading --------------------------------------------------------------------------------
     def load_input(self, context: InputContext) -> dict[str, Any]:
+        if not in_process(context):
+            db.use_step_worker_pools()  # before this step process's first connection
         run = context.step_context.dagster_run
         state = self.run_state(run)
         steps = list(context.definition_metadata.get("spine/steps") or

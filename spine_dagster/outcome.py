@@ -12,9 +12,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import Any
 
+from . import db
 from .context import WorkflowContext
 from .errors import DatabaseUnavailableError
 from .results import StepExecution, WorkflowResult, WorkflowStatus
@@ -43,33 +45,46 @@ def result_from_store(store: CheckpointStore, *, workflow_name: str, step_names:
     could report) becomes ``failed`` with ``failure`` as its error. ``failed_step`` and
     ``failure_class`` (from Dagster's step failure event) serve when the store is unreachable.
     """
+    # After a run that failed because the database was unreachable: one try, no retries.
+    outage = not success and (unreachable_category(failure_class) or
+                              unreachable_category(failure))
     try:
-        record = store.get_run(spine_id)
-        if record is None or (record.status is WorkflowStatus.RUNNING and not success):
-            error = failure or f"Dagster run {dagster_run_id} failed"
-            if record is None:
-                return _from_dagster(workflow_name, spine_id, dagster_run_id, started, error,
-                                     failed_step, failure_class or "INTERNAL")
-            category = unreachable_category(failure_class) or unreachable_category(error)
-            # A step whose process died (e.g. its Dask worker) never reported: it failed.
-            running = [row.step_name for row in store.step_rows(spine_id).values()
-                       if row.status == "running" and row.dagster_run_id == dagster_run_id]
-            if running and not failed_step:
-                store.fail_step(run_id=spine_id, step_name=running[0],
-                                dagster_run_id=dagster_run_id, error=error,
-                                error_category=category or "INTERNAL")
-            else:
-                store.mark_run(spine_id, WorkflowStatus.FAILED, error=error,
-                               error_step=failed_step or record.error_step,
-                               error_category=category or "INTERNAL")
-            record = store.get_run(spine_id)
-        rows = store.step_rows(spine_id)
+        with db.single_attempt() if outage else contextlib.nullcontext():
+            return _from_store(store, workflow_name, step_names, spine_id, dagster_run_id,
+                               success, failure, started, failed_step, failure_class)
     except DatabaseUnavailableError as exc:
         return _from_dagster(workflow_name, spine_id, dagster_run_id, started,
                              f"the checkpoint database was unreachable: {exc}"
                              + (f" (the run's failure: {failure})" if failure else ""),
                              failed_step, unreachable_category(failure_class)
                              or "DatabaseUnavailableError")
+
+
+def _from_store(store: CheckpointStore, workflow_name: str, step_names: list[str],
+                spine_id: str, dagster_run_id: str, success: bool, failure: str | None,
+                started: datetime, failed_step: str | None,
+                failure_class: str | None) -> WorkflowResult:
+    """The result read from the store (see :func:`result_from_store`)."""
+    record = store.get_run(spine_id)
+    if record is None or (record.status is WorkflowStatus.RUNNING and not success):
+        error = failure or f"Dagster run {dagster_run_id} failed"
+        if record is None:
+            return _from_dagster(workflow_name, spine_id, dagster_run_id, started, error,
+                                 failed_step, failure_class or "INTERNAL")
+        category = unreachable_category(failure_class) or unreachable_category(error)
+        # A step whose process died (e.g. its Dask worker) never reported: it failed.
+        running = [row.step_name for row in store.step_rows(spine_id).values()
+                   if row.status == "running" and row.dagster_run_id == dagster_run_id]
+        if running and not failed_step:
+            store.fail_step(run_id=spine_id, step_name=running[0],
+                            dagster_run_id=dagster_run_id, error=error,
+                            error_category=category or "INTERNAL")
+        else:
+            store.mark_run(spine_id, WorkflowStatus.FAILED, error=error,
+                           error_step=failed_step or record.error_step,
+                           error_category=category or "INTERNAL")
+        record = store.get_run(spine_id)
+    rows = store.step_rows(spine_id)
     executions = [
         StepExecution(name, rows[name].status, rows[name].started_at, rows[name].updated_at,
                       rows[name].error, rows[name].error_category, dagster_run_id)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable
 
+from . import db
 from .records import StepRow
 from .store import CheckpointStore
 
@@ -99,7 +100,8 @@ class StepProgress:
         if self.run_id is None:
             return
         with self._lock:
-            rows = self.store.step_rows(self.run_id).values()
+            with db.single_attempt():  # cosmetic: never wait out an outage's retries
+                rows = self.store.step_rows(self.run_id).values()
             changed = [r for r in rows if self._key(r) != self._seen.get(r.step_name)]
             for row in sorted(changed, key=lambda r: (r.updated_at is None, r.updated_at)):
                 self._seen[row.step_name] = self._key(row)

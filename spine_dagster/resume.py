@@ -68,6 +68,7 @@ LEASE_SECONDS = 60.0
 _KEEP_DAGSTER_TAGS = ("dagster/partition",)
 _MISSING = "<absent>"
 _log = logging.getLogger("spine_dagster")
+_unreleased: dict[tuple[str, str], str] = {}  # (database, run id) -> owner: a lease left behind
 
 
 @dataclass(frozen=True)
@@ -478,13 +479,20 @@ def nodes_from(plan: ResumePlan, ops: Mapping[str, Sequence[str]]) -> list[str]:
 class ResumeLease:
     """One resume of a run at a time: the run's lease in the store, renewed while held."""
 
-    def __init__(self, store: CheckpointStore, run_id: str, statuses: Sequence[str]) -> None:
+    def __init__(self, store: CheckpointStore, run_id: str, statuses: Sequence[str], *,
+                 planned_from: str | None = None) -> None:
         self.store, self.run_id, self.statuses = store, run_id, tuple(statuses)
+        self.planned_from = planned_from  # the run's last Dagster run when the plan was made
         self.owner = uuid.uuid4().hex
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> ResumeLease:
+        # A lease this process could not release (the database was down when its resume ended)
+        # is no one's now: release it first, rather than wait LEASE_SECONDS for it to expire.
+        stale = _unreleased.pop((self.store.url, self.run_id), None)
+        if stale is not None:
+            self._release(stale)
         if not self.store.acquire_lease(self.run_id, self.owner, LEASE_SECONDS, self.statuses):
             owner, until = self.store.lease_of(self.run_id)
             record = self.store.get_run(self.run_id)
@@ -496,6 +504,19 @@ class ResumeLease:
                 f"another resume of run {self.run_id!r} is in progress (lease held until "
                 f"{until.isoformat() if until else '?'}); wait for it to finish and check "
                 f"get_run({self.run_id!r}).status.")
+        if self.planned_from is not None:
+            try:
+                record = self.store.get_run(self.run_id)
+            except BaseException:
+                self._release(self.owner)
+                raise
+            last = record.last_dagster_run_id if record is not None else None
+            if last != self.planned_from:  # another resume ran in between: the plan is stale
+                self._release(self.owner)
+                raise RunInProgressError(
+                    f"run {self.run_id!r} was resumed by another process (Dagster run {last}) "
+                    f"while this resume was being planned; check get_run({self.run_id!r}) and "
+                    f"plan again if it still needs a resume.")
         self._thread = threading.Thread(target=self._renew, daemon=True,
                                         name=f"spine-lease-{self.run_id[:8]}")
         self._thread.start()
@@ -513,11 +534,16 @@ class ResumeLease:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self._release(self.owner)
+
+    def _release(self, owner: str) -> None:
         try:
-            self.store.release_lease(self.run_id, self.owner)
+            self.store.release_lease(self.run_id, owner)
         except Exception as error:  # noqa: BLE001 - it expires by itself
+            _unreleased[(self.store.url, self.run_id)] = owner
             _log.warning("spine_dagster: could not release the resume lease of run %s (it "
-                         "expires in %ss): %s", self.run_id, int(LEASE_SECONDS), error)
+                         "expires in %ss, or at this process's next resume of it): %s",
+                         self.run_id, int(LEASE_SECONDS), error)
 
 
 def guard_not_running(record: RunRecord, busy: Callable[[], str | None]) -> None:

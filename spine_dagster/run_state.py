@@ -32,12 +32,14 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable
 
-from .errors import CheckpointWriteError
+from . import db
+from .errors import CheckpointWriteError, SpineDagsterError
 from .serialization import EncodedOutputs
 from .store import CheckpointStore
 
@@ -106,11 +108,14 @@ class RunState:
         if failed is None:
             return
         step_name, error = failed
-        record_failure(self.store, self.spine_run_id, self.dagster_run_id, step_name, error)
-        raise CheckpointWriteError(
+        failure = CheckpointWriteError(
             f"the checkpoint of step {step_name!r} could not be written: {error}. The run stops "
             f"here; once the database is back, resume it (spine-dagster resume "
-            f"{self.spine_run_id}): it restarts at {step_name!r}.") from error
+            f"{self.spine_run_id}): it restarts at {step_name!r}.")
+        failure.step_name = step_name  # the step that failed: not the op that found out
+        failure.__cause__ = error
+        record_failure(self.store, self.spine_run_id, self.dagster_run_id, step_name, failure)
+        raise failure from error
 
     def release(self) -> None:
         """Drop everything (``teardown_after_execution``); waits for pending writes first."""
@@ -141,10 +146,16 @@ def record_failure(store: CheckpointStore, run_id: str, dagster_run_id: str,
     original error. A failure to record it is logged, never swallowed silently."""
     if not step_name:
         return
+    # The database was just found unreachable (after its retries): one more try, no retries;
+    # the failure's category says so (CheckpointWriteError, DatabaseUnavailableError).
+    outage = db.is_outage(exc)
+    category = getattr(exc, "category", None) or (
+        type(exc).__name__ if outage and isinstance(exc, SpineDagsterError) else
+        "DatabaseUnavailableError" if outage else "INTERNAL")
     try:
-        store.fail_step(run_id=run_id, step_name=step_name, dagster_run_id=dagster_run_id,
-                        error=str(exc) or type(exc).__name__,
-                        error_category=getattr(exc, "category", None) or "INTERNAL")
+        with db.single_attempt() if outage else contextlib.nullcontext():
+            store.fail_step(run_id=run_id, step_name=step_name, dagster_run_id=dagster_run_id,
+                            error=str(exc) or type(exc).__name__, error_category=category)
     except Exception as side:  # noqa: BLE001 - logged below; the step's own error propagates
         message = (f"spine_dagster: could not record the failure of step {step_name!r} of run "
                    f"{run_id} ({type(exc).__name__}: {exc}): {side}")

@@ -444,8 +444,11 @@ class WorkflowRunner:
                 cause = cause.cause
             category = unreachable_category(text)
             if category:
+                named = (data.user_failure_data.metadata or {}).get("spine/step") \
+                    if data.user_failure_data else None
+                step = getattr(named, "value", named) or event.step_key
                 return (f"the checkpoint database was unreachable during step "
-                        f"{event.step_key!r}: {text.strip()}", category)
+                        f"{step!r}: {text.strip()}", category)
             return text.strip(), "INTERNAL"
         return (f"Dagster run {dagster_run_id} ended before the step reported (the process was "
                 f"killed, or the run was canceled)", "INTERNAL")
@@ -499,7 +502,8 @@ class WorkflowRunner:
                 f"Materialize, or an asset backfill): re-execute it from the Dagster UI (from "
                 f"failure, or from asset failure), or launch the workflow's own job.")
         guard_not_running(record, self._busy(record))
-        with ResumeLease(self.store, record.run_id, statuses):
+        with ResumeLease(self.store, record.run_id, statuses,
+                         planned_from=record.last_dagster_run_id):
             run_config = resume_run_config(parent.run_config, plan,
                                            run_config_override=run_config_override,
                                            start_context=start_context)

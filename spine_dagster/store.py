@@ -92,6 +92,10 @@ class CheckpointStore(RunStore):
             self._ready = True
         return db.transaction(self.url, work)
 
+    _read = _tx
+    """A read, retried like a write after a lost connection: a server restarted a moment ago
+    (its pooled connections dead) or down for less than ``db.RETRY_DELAYS`` is no error."""
+
     def _prepared(self, key: Any, build: Callable[[str], Any]) -> db.Prepared:
         statement = self._statements.get(key)
         if statement is None:
@@ -106,9 +110,8 @@ class CheckpointStore(RunStore):
         return db.write(self.url, batch)
 
     def check(self) -> None:
-        """Connect, and create or check the schema: fails fast with a clear error."""
-        with self._begin():
-            pass
+        """Connect, and create or check the schema: a clear error when the database is down."""
+        self._read(lambda conn: None)
 
     def _upsert(self, table: sa.Table, values: dict[str, Any], keys: Sequence[str],
                 update: dict[str, Any]):
@@ -189,17 +192,15 @@ class CheckpointStore(RunStore):
                                                  checkpoints.c.step_name == step_name)
         if usable_only:
             query = query.where(checkpoints.c.state == VALID)
-        with self._begin() as conn:
-            row = conn.execute(query).first()
+        row = self._read(lambda conn: conn.execute(query).first())
         return self._checkpoint(row) if row else None
 
     def raw_checkpoint(self, run_id: str, step_name: str) -> str | None:
         """The stored text of a checkpoint, unchecked (for an operator to inspect or repair)."""
         check_run_id(run_id)
-        with self._begin() as conn:
-            row = conn.execute(sa.select(self._json_text(checkpoints.c.context_snapshot))
-                               .where(checkpoints.c.run_id == run_id,
-                                      checkpoints.c.step_name == step_name)).first()
+        query = sa.select(self._json_text(checkpoints.c.context_snapshot)).where(
+            checkpoints.c.run_id == run_id, checkpoints.c.step_name == step_name)
+        row = self._read(lambda conn: conn.execute(query).first())
         return row[0] if row else None
 
     def list_checkpoints(self, run_id: str, *, items: bool = False) -> list[Checkpoint]:
@@ -209,21 +210,19 @@ class CheckpointStore(RunStore):
         query = self._select_checkpoints().where(checkpoints.c.run_id == run_id)
         if not items:
             query = query.where(checkpoints.c.item_index.is_(None))
-        with self._begin() as conn:
-            rows = conn.execute(query.order_by(checkpoints.c.step_index,
-                                               checkpoints.c.item_index.is_not(None),
-                                               checkpoints.c.item_index, checkpoints.c.id)).all()
+        query = query.order_by(checkpoints.c.step_index, checkpoints.c.item_index.is_not(None),
+                               checkpoints.c.item_index, checkpoints.c.id)
+        rows = self._read(lambda conn: conn.execute(query).all())
         return [self._checkpoint(r) for r in rows]
 
     def checkpoint_index(self, run_id: str) -> list[CheckpointInfo]:
         """Every checkpoint row of a run (items included), without the snapshots."""
         check_run_id(run_id)
         c = checkpoints.c
-        with self._begin() as conn:
-            rows = conn.execute(sa.select(c.step_name, c.step_index, c.created_at, c.state,
-                                          c.item_index, c.dagster_run_id, c.size_bytes)
-                                .where(c.run_id == run_id)
-                                .order_by(c.step_index, c.item_index, c.id)).all()
+        query = (sa.select(c.step_name, c.step_index, c.created_at, c.state, c.item_index,
+                           c.dagster_run_id, c.size_bytes)
+                 .where(c.run_id == run_id).order_by(c.step_index, c.item_index, c.id))
+        rows = self._read(lambda conn: conn.execute(query).all())
         return [CheckpointInfo(r.step_name, r.step_index, aware(r.created_at), r.state or VALID,
                                r.item_index, r.dagster_run_id, r.size_bytes) for r in rows]
 
@@ -239,18 +238,17 @@ class CheckpointStore(RunStore):
         query = self._select_checkpoints().where(
             c.run_id == run_id, c.step_index == step_index, c.item_index.is_not(None),
             c.state == VALID, c.step_name.like(f"{_like_escape(map_step)}[%", escape="\\"))
-        with self._begin() as conn:
-            rows = conn.execute(query).all()
+        rows = self._read(lambda conn: conn.execute(query).all())
         return {r.item_index: self._checkpoint(r) for r in rows}
 
     def latest_checkpoint(self, run_id: str) -> Checkpoint | None:
         """The newest usable step checkpoint: the state a resume continues from."""
         check_run_id(run_id)
         c = checkpoints.c
-        with self._begin() as conn:
-            row = conn.execute(self._select_checkpoints().where(
-                c.run_id == run_id, c.state == VALID, c.item_index.is_(None))
-                .order_by(c.step_index.desc(), c.created_at.desc()).limit(1)).first()
+        query = (self._select_checkpoints()
+                 .where(c.run_id == run_id, c.state == VALID, c.item_index.is_(None))
+                 .order_by(c.step_index.desc(), c.created_at.desc()).limit(1))
+        row = self._read(lambda conn: conn.execute(query).first())
         return self._checkpoint(row) if row else None
 
     def supersede(self, conn: sa.Connection, run_id: str, from_index: int, *,
@@ -336,17 +334,23 @@ class CheckpointStore(RunStore):
     def get_run(self, run_id: str) -> RunRecord | None:
         """The run with this spine run id, or that has this Dagster run in its lineage."""
         check_run_id(run_id)
-        with self._begin() as conn:
+
+        def work(conn: sa.Connection) -> tuple[Any, list[str]] | None:
             spine_id = self.find_run_id(conn, run_id)
             if spine_id is None:
                 return None
             row = conn.execute(self._run_query().where(runs.c.run_id == spine_id)).first()
             if row is None:
                 return None
-            lineage = conn.execute(sa.select(dagster_runs.c.dagster_run_id)
-                                   .where(dagster_runs.c.run_id == spine_id)
-                                   .order_by(dagster_runs.c.seq)).scalars().all()
-        record = run_record(RunRecord, row, list(lineage))
+            return row, list(conn.execute(sa.select(dagster_runs.c.dagster_run_id)
+                                          .where(dagster_runs.c.run_id == spine_id)
+                                          .order_by(dagster_runs.c.seq)).scalars().all())
+
+        found = self._read(work)
+        if found is None:
+            return None
+        row, lineage = found
+        record = run_record(RunRecord, row, lineage)
         if record.raw_context is None:
             record.latest_checkpoint = self.latest_checkpoint(record.run_id)
         return record
@@ -363,10 +367,9 @@ class CheckpointStore(RunStore):
         self._tx(work)
 
     def get_transit(self, dagster_run_id: str, step_name: str) -> dict[str, Any] | None:
-        with self._begin() as conn:
-            row = conn.execute(sa.select(self._json_text(transit.c.context_snapshot)).where(
-                transit.c.dagster_run_id == dagster_run_id,
-                transit.c.step_name == step_name)).first()
+        query = sa.select(self._json_text(transit.c.context_snapshot)).where(
+            transit.c.dagster_run_id == dagster_run_id, transit.c.step_name == step_name)
+        row = self._read(lambda conn: conn.execute(query).first())
         if row is None:
             return None
         value = loads(row[0], where=f"the context of step {step_name!r} in transit for Dagster "

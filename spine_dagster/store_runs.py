@@ -73,6 +73,9 @@ class RunStore:
     def _begin(self):  # pragma: no cover - overridden
         raise NotImplementedError
 
+    def _read(self, work: Callable[[sa.Connection], T]) -> T:  # pragma: no cover - overridden
+        raise NotImplementedError
+
     def _upsert(self, table, values, keys, update):  # pragma: no cover - overridden
         raise NotImplementedError
 
@@ -155,10 +158,10 @@ class RunStore:
 
         check_run_id(run_id)
         c = dagster_runs.c
-        with self._begin() as conn:
-            rows = conn.execute(sa.select(c.dagster_run_id, c.seq,
-                                          self._json_text(c.params_override).label("override"))
-                                .where(c.run_id == run_id).order_by(c.seq)).all()
+        query = (sa.select(c.dagster_run_id, c.seq,
+                           self._json_text(c.params_override).label("override"))
+                 .where(c.run_id == run_id).order_by(c.seq))
+        rows = self._read(lambda conn: conn.execute(query).all())
         result = []
         for row in rows:
             override = (loads(row.override, where=f"the lineage of run {run_id!r}")
@@ -301,15 +304,14 @@ class RunStore:
             query = query.where(runs.c.status == status)
         if workflow_name:
             query = query.where(runs.c.workflow_name == workflow_name)
-        with self._begin() as conn:
-            rows = conn.execute(query).all()
+        rows = self._read(lambda conn: conn.execute(query).all())
         return [run_record(RunRecord, r, []) for r in rows]
 
     def step_rows(self, run_id: str) -> dict[str, StepRow]:
         """The latest attempt of each step of a run, by step name."""
         check_run_id(run_id)
-        with self._begin() as conn:
-            rows = conn.execute(sa.select(steps).where(steps.c.run_id == run_id)).all()
+        query = sa.select(steps).where(steps.c.run_id == run_id)
+        rows = self._read(lambda conn: conn.execute(query).all())
         return {r.step_name: StepRow(r.step_name, r.attempts, r.status, r.dagster_run_id, r.error,
                                      r.error_category, aware(r.started_at), aware(r.updated_at))
                 for r in rows}
@@ -338,9 +340,9 @@ class RunStore:
             lease_owner=None, lease_expires_at=None)))
 
     def lease_of(self, run_id: str) -> tuple[str | None, datetime | None]:
-        with self._begin() as conn:
-            row = conn.execute(sa.select(runs.c.lease_owner, runs.c.lease_expires_at)
-                               .where(runs.c.run_id == run_id)).first()
+        query = sa.select(runs.c.lease_owner, runs.c.lease_expires_at).where(
+            runs.c.run_id == run_id)
+        row = self._read(lambda conn: conn.execute(query).first())
         return (row[0], aware(row[1])) if row else (None, None)
 
     def delete_run(self, run_id: str) -> None:
