@@ -126,8 +126,11 @@ def dask_cluster(tmp_path_factory, checkpoint_url) -> Iterator[DaskCluster]:
 @pytest.fixture
 def cluster(dask_cluster, monkeypatch) -> DaskCluster:
     """The module's cluster with two live workers (a test before may have killed one)."""
-    while len(dask_cluster.live_workers()) < 2:
+    for _ in range(4):  # a worker that dies at once is not started again and again
+        if len(dask_cluster.live_workers()) >= 2:
+            break
         dask_cluster.start_worker()
+    assert len(dask_cluster.live_workers()) >= 2, [w.tail() for w in dask_cluster.workers[-2:]]
     dask_cluster.wait_for_workers(2)
     monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", dask_cluster.address)
     return dask_cluster
