@@ -30,12 +30,12 @@ import pytest
 import sqlalchemy as sa
 from conftest import pg_schema, write_dagster_home
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
-from deployment_support import ProcessSession, free_port, wait_until
+from deployment_support import ProcessSession, body_timeout, free_port, wait_until
 from workflows_dask import CHAIN, records
 
 from spine_dagster import WorkflowRunner
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, body_timeout(300)]
 TESTS_DIR = Path(__file__).resolve().parent
 SECRET = "dask-s3cret"
 FAIL_WITHIN_SECONDS = 30.0  # a killed worker fails its run this fast (it is not rescheduled)
