@@ -7,6 +7,12 @@ instance (DefaultRunCoordinator, run retries enabled) with the checkpoints in Po
 it. Each process is started in a new session; teardown stops the whole session (the webserver, its
 gRPC code server, run workers...) by id, kills what is left, and checks that nothing survived,
 even when tests failed.
+
+Start-up has its own deadline, ``STARTUP_SECONDS``, in the fixtures that start processes; a test
+module marks its tests with ``body_timeout(seconds)``, pytest-timeout's ``func_only`` timeout,
+which counts the test body only, so a webserver that starts slowly on a loaded machine does not
+eat into it. (Without ``func_only``, pytest-timeout's timer covers fixture setup and teardown
+too: the first test of a module would pay for the webserver's start-up.)
 """
 
 from __future__ import annotations
@@ -31,7 +37,15 @@ from spine_dagster.errors import SpineDagsterError
 
 LOCATION_DIR = Path(__file__).resolve().parent / "locations"
 LOCATION = "spine_test_location"
-STARTUP_SECONDS = 180.0
+STARTUP_SECONDS = 240.0  # a webserver/daemon/`dagster dev` must serve within this, else the
+# fixture fails with the process's log
+
+
+def body_timeout(seconds: float) -> pytest.MarkDecorator:
+    """The test body's timeout (pytest-timeout ``func_only``): fixture set-up, where the
+    processes start (each with its own ``STARTUP_SECONDS`` deadline), and teardown (bounded by
+    ``ProcessSession.stop``) do not count."""
+    return pytest.mark.timeout(seconds, func_only=True)
 
 
 def _sessions() -> dict[int, int]:
@@ -165,7 +179,10 @@ def wait_until(what: str, probe: Callable[[], Any], timeout: float,
         except SpineDagsterError as exc:
             last = exc
         time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what} (last error: {last})")
+    logs = "".join(f"\n--- {process.name} (last lines of {process.log}):\n{process.tail()}"
+                   for process in processes)
+    raise AssertionError(
+        f"timed out after {timeout:g}s waiting for {what} (last error: {last}){logs}")
 
 
 def _loaded(client: SpineDagsterClient, job: str = "deploy__flaky") -> bool:

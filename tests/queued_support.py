@@ -33,6 +33,7 @@ from spine_dagster.errors import SpineDagsterError
 LOCATION_DIR = Path(__file__).resolve().parent / "locations"
 LOCATION = "spine_queue_location"
 SPINE_JOB, PLAIN_JOB = "queue__spine", "queue_plain"
+QUEUE_DAEMON = "QUEUED_RUN_COORDINATOR"  # the daemon that starts queued runs
 FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 
 
@@ -186,7 +187,8 @@ def _loaded(client: SpineDagsterClient) -> bool:
 @contextlib.contextmanager
 def queued_deployment(root: Path, *, max_concurrent_runs: int = 2, dequeue_interval: float = 1.0,
                       dequeue_workers: int = 2) -> Iterator[QueuedDeployment]:
-    """A webserver and a daemon with a run queue, on fresh PostgreSQL databases (see above).
+    """A webserver and a daemon with a run queue, on fresh PostgreSQL databases (see above);
+    entered once both serve (each within ``STARTUP_SECONDS``).
 
     The daemon checks the queue every ``dequeue_interval`` seconds and launches runs from
     ``dequeue_workers`` threads: launching a run waits until its run worker has loaded the code
@@ -221,6 +223,9 @@ def queued_deployment(root: Path, *, max_concurrent_runs: int = 2, dequeue_inter
                 env, root / "daemon.log"))
             wait_until("the webserver to serve the code location", lambda: _loaded(dep.client),
                        STARTUP_SECONDS, dep.processes)
+            # Test-only peek at the daemon's heartbeats: the queue is served from here on.
+            wait_until("the daemon's run queue", lambda: QUEUE_DAEMON in
+                       instance.get_daemon_heartbeats(), STARTUP_SECONDS, dep.processes)
             yield dep
         finally:
             errors = []

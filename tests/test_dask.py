@@ -30,12 +30,12 @@ import pytest
 import sqlalchemy as sa
 from conftest import pg_schema, write_dagster_home
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
-from deployment_support import ProcessSession, free_port, wait_until
+from deployment_support import ProcessSession, body_timeout, free_port, wait_until
 from workflows_dask import CHAIN, records
 
 from spine_dagster import WorkflowRunner
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, body_timeout(300)]
 TESTS_DIR = Path(__file__).resolve().parent
 SECRET = "dask-s3cret"
 FAIL_WITHIN_SECONDS = 30.0  # a killed worker fails its run this fast (it is not rescheduled)
@@ -126,8 +126,11 @@ def dask_cluster(tmp_path_factory, checkpoint_url) -> Iterator[DaskCluster]:
 @pytest.fixture
 def cluster(dask_cluster, monkeypatch) -> DaskCluster:
     """The module's cluster with two live workers (a test before may have killed one)."""
-    while len(dask_cluster.live_workers()) < 2:
+    for _ in range(4):  # a worker that dies at once is not started again and again
+        if len(dask_cluster.live_workers()) >= 2:
+            break
         dask_cluster.start_worker()
+    assert len(dask_cluster.live_workers()) >= 2, [w.tail() for w in dask_cluster.workers[-2:]]
     dask_cluster.wait_for_workers(2)
     monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", dask_cluster.address)
     return dask_cluster

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -36,6 +34,7 @@ from dagster import (
 
 import definitions as example_location
 from conftest import write_dagster_home
+from deployment_support import STARTUP_SECONDS, ProcessSession, body_timeout, free_port, wait_until
 from examples.demo import ExternalAPI
 from examples.workflows import MY_WORKFLOW
 from spine_dagster import (
@@ -325,37 +324,6 @@ def test_readme_launchpad_config_is_valid_for_the_example_job():
 
 
 # -- `dagster dev -w workspace.yaml`: the UI serves the examples and launches from the Launchpad --
-def _session_members(sid: int) -> list[int]:
-    members = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    stat = fh.read()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2:].split()
-            if fields[0] != "Z" and int(fields[3]) == sid:
-                members.append(int(entry))
-    return members
-
-
-def _stop_session(proc: subprocess.Popen) -> None:
-    """SIGTERM, then SIGKILL, every process of the session that ``proc`` leads (by its id)."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in _session_members(proc.pid):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + 15
-        while _session_members(proc.pid) and time.monotonic() < deadline:
-            proc.poll()
-            time.sleep(0.2)
-    proc.poll()
-    assert not _session_members(proc.pid), "dagster dev left processes behind"
-
-
 def _graphql(url: str, query: str, variables: dict | None = None) -> dict:
     request = urllib.request.Request(
         f"{url}/graphql", data=json.dumps({"query": query, "variables": variables or {}}).encode(),
@@ -376,60 +344,65 @@ LAUNCH = """mutation($p: ExecutionParams!) { launchRun(executionParams: $p) {
     ... on RunConfigValidationInvalid { errors { message } } } }"""
 
 
-@pytest.mark.slow
-def test_dagster_dev_serves_the_examples_and_launches_from_the_launchpad(tmp_path):
+def _repositories(url: str) -> list | None:
+    try:
+        return _graphql(url, REPOSITORIES)["repositoriesOrError"].get("nodes")
+    except (urllib.error.URLError, ConnectionError, json.JSONDecodeError):
+        return None  # not serving yet
+
+
+@pytest.fixture
+def dagster_dev(tmp_path) -> Iterator[tuple[str, str, DagsterInstance, list]]:
+    """``dagster dev -w workspace.yaml`` from the repository root, on an all-SQLite home, serving
+    its code location (a start-up deadline of its own); yields (URL, checkpoint URL, instance,
+    the repositories it serves). Teardown stops its whole session and checks nothing survived."""
     home = write_dagster_home(tmp_path / "dagster_home", "sqlite")
     database_url = f"sqlite:///{tmp_path}/checkpoints.db"
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{free_port()}"
     env = {**os.environ, "DAGSTER_HOME": home, "SPINE_DAGSTER_DATABASE_URL": database_url,
            "SPINE_DAGSTER_HOME": str(tmp_path / "spine")}
-    log = open(tmp_path / "dagster_dev.log", "wb")
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster"), "dev", "-w", "workspace.yaml",
-         "-h", "127.0.0.1", "-p", str(port)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = ProcessSession(
+        "dagster dev", [str(Path(sys.executable).parent / "dagster"), "dev", "-w",
+                        "workspace.yaml", "-h", "127.0.0.1", "-p", url.rsplit(":", 1)[1]],
+        env, tmp_path / "dagster_dev.log", cwd=ROOT)
     instance = DagsterInstance.from_config(home)
     try:
-        deadline = time.monotonic() + 180
-        nodes = None
-        while not nodes:
-            assert proc.poll() is None, (tmp_path / "dagster_dev.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "dagster dev did not serve the code location"
-            try:
-                nodes = _graphql(url, REPOSITORIES)["repositoriesOrError"].get("nodes")
-            except (urllib.error.URLError, ConnectionError, json.JSONDecodeError):
-                time.sleep(0.5)
-        [repo] = nodes
-        assert repo["location"]["name"] == "definitions"
-        assert {j["name"] for j in repo["jobs"]} >= {
-            "my__workflow", "examples__daily_report", "examples__nightly_digest",
-            "examples__file_ingest", "spine_checkpoint_cleanup", "spine_resume"}
-        assert {s["name"] for s in repo["schedules"]} >= {
-            "examples__daily_report_schedule", "examples__nightly_digest_schedule"}
-        assert {s["name"] for s in repo["sensors"]} >= {"examples__file_ingest_sensor"}
-
-        launchpad = yaml.safe_load("""
-            resources: {spine: {config: {params: {tier: gold, recipients: [ops@example.com]}}}}
-            ops: {collect: {config: {note: from the launchpad}}}
-        """)
-        launched = _graphql(url, LAUNCH, {"p": {
-            "selector": {"repositoryLocationName": "definitions",
-                         "repositoryName": repo["name"], "jobName": "examples__nightly_digest"},
-            "runConfigData": launchpad}})["launchRun"]
-        assert launched["__typename"] == "LaunchRunSuccess", launched
-        run_id = launched["run"]["runId"]
-        while instance.get_run_by_id(run_id).status not in (DagsterRunStatus.SUCCESS,
-                                                            DagsterRunStatus.FAILURE):
-            assert time.monotonic() < deadline + 120, "the launched run did not finish"
-            time.sleep(0.5)
+        nodes = wait_until("dagster dev to serve the code location", lambda: _repositories(url),
+                           STARTUP_SECONDS, [proc])
+        yield url, database_url, instance, nodes
     finally:
-        _stop_session(proc)
-        log.close()
-        instance.dispose()
+        try:
+            proc.stop()  # SIGTERM the session, SIGKILL what is left, assert nothing survived
+        finally:
+            instance.dispose()
 
+
+@pytest.mark.slow
+@body_timeout(300)
+def test_dagster_dev_serves_the_examples_and_launches_from_the_launchpad(dagster_dev):
+    url, database_url, instance, nodes = dagster_dev
+    [repo] = nodes
+    assert repo["location"]["name"] == "definitions"
+    assert {j["name"] for j in repo["jobs"]} >= {
+        "my__workflow", "examples__daily_report", "examples__nightly_digest",
+        "examples__file_ingest", "spine_checkpoint_cleanup", "spine_resume"}
+    assert {s["name"] for s in repo["schedules"]} >= {
+        "examples__daily_report_schedule", "examples__nightly_digest_schedule"}
+    assert {s["name"] for s in repo["sensors"]} >= {"examples__file_ingest_sensor"}
+
+    launchpad = yaml.safe_load("""
+        resources: {spine: {config: {params: {tier: gold, recipients: [ops@example.com]}}}}
+        ops: {collect: {config: {note: from the launchpad}}}
+    """)
+    launched = _graphql(url, LAUNCH, {"p": {
+        "selector": {"repositoryLocationName": "definitions",
+                     "repositoryName": repo["name"], "jobName": "examples__nightly_digest"},
+        "runConfigData": launchpad}})["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["runId"]
+    finished = (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE)
+    wait_until("the launched run to finish",
+               lambda: instance.get_run_by_id(run_id).status in finished, 180)
     assert instance.get_run_by_id(run_id).status == DagsterRunStatus.SUCCESS
     record = WorkflowRunner(database_url=database_url, instance=instance).get_run(run_id)
     assert (record.run_id, record.status, record.dagster_run_ids) == (run_id, "completed",

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 from conftest import pg_schema, write_dagster_home
-from deployment_support import ProcessSession, free_port, wait_until
+from deployment_support import STARTUP_SECONDS, ProcessSession, body_timeout, free_port, wait_until
 
 from spine_dagster import SpineDagsterClient
 from spine_dagster.store import CheckpointStore
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
+pytestmark = [pytest.mark.slow, body_timeout(300)]
 
 ROOT = Path(__file__).resolve().parent.parent
 UI_REEXECUTE = """mutation LaunchPipelineReexecution($reexecutionParams: ReexecutionParams) {
@@ -50,7 +50,13 @@ def demo_env(request, tmp_path):
         yield env
 
 
-def test_make_demo_then_make_ui_reexecutes_the_failed_run(demo_env, tmp_path, monkeypatch):
+@pytest.fixture
+def demo_then_ui(demo_env, tmp_path, monkeypatch):
+    """``make demo``, then ``make ui`` serving its instance: the set-up, with its own deadlines
+    (the demo's 300 s, the UI's ``STARTUP_SECONDS``), outside the test body's timeout.
+
+    Yields (store, the demo's spine run id, its Dagster run lineage, the client).
+    """
     demo = subprocess.run([sys.executable, "examples/demo.py"], cwd=ROOT, env=demo_env,
                           capture_output=True, text=True, timeout=300)
     assert demo.returncode == 0, demo.stdout + demo.stderr
@@ -58,7 +64,6 @@ def test_make_demo_then_make_ui_reexecutes_the_failed_run(demo_env, tmp_path, mo
                                     f"sqlite:///{demo_env['SPINE_DAGSTER_HOME']}/checkpoints.db")
     (record,) = store.list_runs()
     lineage = store.get_run(record.run_id).dagster_run_ids
-    failed_dagster_run = lineage[0]
 
     port = free_port()
     # `-o`: the test environment is installed already; never reinstall from inside a test.
@@ -74,17 +79,22 @@ def test_make_demo_then_make_ui_reexecutes_the_failed_run(demo_env, tmp_path, mo
         client = SpineDagsterClient(database_url=store.url)
         assert client.base_url == f"http://127.0.0.1:{port}"
         wait_until("the UI to serve the demo's job", lambda: client.find_job("my__workflow"),
-                   240, [ui])
-        data = client.graphql(UI_REEXECUTE, {"reexecutionParams": {
-            "parentRunId": failed_dagster_run, "strategy": "FROM_FAILURE"}})
-        launched = data["launchPipelineReexecution"]
-        assert launched["__typename"] == "LaunchRunSuccess", launched
-        child = launched["run"]["runId"]
-        run = client.wait_for_run(child, timeout=180)
-        # The demo's API is gone, so step3 fails again: but it ran, in the same spine run.
-        assert run.status == "FAILURE" and run.step_keys_to_execute == ["step3", "step4"]
-        after = store.get_run(record.run_id)
-        assert after.dagster_run_ids == [*lineage, child]
-        assert (after.status.value, after.error_step) == ("failed", "step3")
+                   STARTUP_SECONDS, [ui])
+        yield store, record.run_id, lineage, client
     finally:
         ui.stop()
+
+
+def test_make_demo_then_make_ui_reexecutes_the_failed_run(demo_then_ui):
+    store, run_id, lineage, client = demo_then_ui
+    data = client.graphql(UI_REEXECUTE, {"reexecutionParams": {
+        "parentRunId": lineage[0], "strategy": "FROM_FAILURE"}})
+    launched = data["launchPipelineReexecution"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    child = launched["run"]["runId"]
+    run = client.wait_for_run(child, timeout=180)
+    # The demo's API is gone, so step3 fails again: but it ran, in the same spine run.
+    assert run.status == "FAILURE" and run.step_keys_to_execute == ["step3", "step4"]
+    after = store.get_run(run_id)
+    assert after.dagster_run_ids == [*lineage, child]
+    assert (after.status.value, after.error_step) == ("failed", "step3")

@@ -16,6 +16,7 @@ import pytest
 from dagster import DagsterEventType
 from deployment_support import (  # noqa: F401 - fixtures
     Deployment,
+    body_timeout,
     daemon,
     deployment,
     free_port,
@@ -33,7 +34,7 @@ from spine_dagster import (
 )
 from spine_dagster.auto_resume import RETRY_ON_FAILURE_TAG
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, body_timeout(300)]
 
 FLAKY = "deploy__flaky"
 AUTO = "deploy__auto"

@@ -17,6 +17,7 @@ from dagster import AssetKey, DagsterEventType, DagsterRunStatus, RunsFilter
 from deployment_support import (  # noqa: F401 - fixtures
     LOCATION_DIR,
     Deployment,
+    body_timeout,
     daemon,
     pg_checkpoint_url,
     serve_location,
@@ -25,7 +26,7 @@ from deployment_support import (  # noqa: F401 - fixtures
 
 from spine_dagster import WorkflowMismatchError, WorkflowStatus
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, body_timeout(600)]
 
 ASSETS_JOB, DAILY_JOB, SENSED_JOB = "assets__flow", "assets__daily", "sensed__flow"
 PREFIX = "assets__flow__steps"

@@ -18,12 +18,19 @@ from pathlib import Path
 import pytest
 from conftest import write_dagster_home
 from dagster import AssetKey, DagsterInstance
-from deployment_support import ProcessSession, free_port, pg_checkpoint_url, wait_until  # noqa: F401
+from deployment_support import (  # noqa: F401 - fixtures
+    STARTUP_SECONDS,
+    ProcessSession,
+    body_timeout,
+    free_port,
+    pg_checkpoint_url,
+    wait_until,
+)
 
 from spine_dagster import SpineDagsterClient, WorkflowRunner, WorkflowStatus
 from spine_dagster.errors import SpineDagsterError
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, body_timeout(600)]
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "dg_project"
 JOBS_QUERY = """{ repositoriesOrError { ... on RepositoryConnection { nodes {
@@ -58,7 +65,7 @@ def dg_dev(request, tmp_path, monkeypatch):
                 if "failed to load" in str(exc):
                     raise AssertionError(f"dg dev does not load the project: {exc}") from None
                 raise
-        wait_until("dg dev to serve the project", loaded, 180, [process])
+        wait_until("dg dev to serve the project", loaded, STARTUP_SECONDS, [process])
         monkeypatch.syspath_prepend(str(EXAMPLE))  # this process imports the workflow too
         yield client, home, database_url, tmp_path
     finally:

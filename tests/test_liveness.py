@@ -63,10 +63,13 @@ def test_a_killed_unreaped_process_is_gone():
     try:
         assert process_is_gone(tag) is False
         os.kill(proc.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30  # a guard against a hang, not a speed assertion
         while True:  # until the kernel has turned it into a zombie (we have not reaped it)
             with open(f"/proc/{proc.pid}/stat") as fh:
-                if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    break
+                state = fh.read().rsplit(")", 1)[1].split()[0]
+            if state == "Z":
+                break
+            assert time.monotonic() < deadline, f"SIGKILLed child still in state {state} after 30 s"
             time.sleep(0.01)
         assert process_is_gone(tag) is True
     finally:

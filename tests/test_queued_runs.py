@@ -13,16 +13,19 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Iterator
 
 import pytest
 from dagster import DagsterRunStatus
-from queued_support import FINISHED, ConnectionMonitor, queued_deployment
+from deployment_support import body_timeout
+from queued_support import FINISHED, ConnectionMonitor, QueuedDeployment, queued_deployment
 
 from spine_dagster import CheckpointStore
 
 # 36 run worker processes (each imports Dagster and the code location) on two cores: about
-# 90 s on a quiet machine; the timeout leaves room for a busy one.
-pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(900)]
+# 90 s on a quiet machine; the timeout (of the test body: the webserver's and the daemon's
+# start-up have their own deadline, in the fixture) leaves room for a busy one.
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, body_timeout(900)]
 N_RUNS = 32
 FAILING = {3, 11, 19, 27}
 MAX_CONCURRENT_RUNS = 2
@@ -38,35 +41,41 @@ def _trace(trace_dir, run_id: str) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def test_32_queued_runs_with_failures_and_resumes(tmp_path, capsys, record_property):
+@pytest.fixture
+def dep(tmp_path) -> Iterator[QueuedDeployment]:
+    """The webserver and the daemon, serving (started with their own deadline)."""
+    with queued_deployment(tmp_path / "deployment",
+                           max_concurrent_runs=MAX_CONCURRENT_RUNS) as deployment:
+        yield deployment
+
+
+def test_32_queued_runs_with_failures_and_resumes(dep, tmp_path, capsys, record_property):
     trace = tmp_path / "trace"
     trace.mkdir()
-    with queued_deployment(tmp_path / "deployment",
-                           max_concurrent_runs=MAX_CONCURRENT_RUNS) as dep:
-        with ConnectionMonitor([dep.dagster_db, dep.checkpoint_db]) as connections:
-            started = time.monotonic()
-            first = {n: dep.launch_spine(trace, n=n, fail=n in FAILING) for n in range(N_RUNS)}
-            resumed: dict[int, str] = {}
+    with ConnectionMonitor([dep.dagster_db, dep.checkpoint_db]) as connections:
+        started = time.monotonic()
+        first = {n: dep.launch_spine(trace, n=n, fail=n in FAILING) for n in range(N_RUNS)}
+        resumed: dict[int, str] = {}
 
-            def resume_the_failed(runs) -> list[str]:
-                """Resume each failing run once it has failed, while the queue is still busy."""
-                new = []
-                for n in sorted(FAILING - set(resumed)):
-                    run = runs.get(first[n])
-                    if run is not None and run.status in FINISHED:
-                        assert run.status == DagsterRunStatus.FAILURE, (n, run.status)
-                        resumed[n] = dep.client.resume(first[n], params_override={"fail": False})
-                        new.append(resumed[n])
-                return new
+        def resume_the_failed(runs) -> list[str]:
+            """Resume each failing run once it has failed, while the queue is still busy."""
+            new = []
+            for n in sorted(FAILING - set(resumed)):
+                run = runs.get(first[n])
+                if run is not None and run.status in FINISHED:
+                    assert run.status == DagsterRunStatus.FAILURE, (n, run.status)
+                    resumed[n] = dep.client.resume(first[n], params_override={"fail": False})
+                    new.append(resumed[n])
+            return new
 
-            runs = dep.wait_all(first.values(), timeout=900, on_poll=resume_the_failed)
-            elapsed = time.monotonic() - started
-        overlap = dep.max_overlap(runs)
-        assert set(resumed) == FAILING
-        assert {n for n, run_id in first.items()
-                if runs[run_id].status != DagsterRunStatus.SUCCESS} == FAILING
-        assert {runs[run_id].status for run_id in resumed.values()} == {DagsterRunStatus.SUCCESS}
-        _check_runs(CheckpointStore.for_url(dep.checkpoint_url), trace, first, resumed, runs)
+        runs = dep.wait_all(first.values(), timeout=840, on_poll=resume_the_failed)
+        elapsed = time.monotonic() - started
+    overlap = dep.max_overlap(runs)
+    assert set(resumed) == FAILING
+    assert {n for n, run_id in first.items()
+            if runs[run_id].status != DagsterRunStatus.SUCCESS} == FAILING
+    assert {runs[run_id].status for run_id in resumed.values()} == {DagsterRunStatus.SUCCESS}
+    _check_runs(CheckpointStore.for_url(dep.checkpoint_url), trace, first, resumed, runs)
     assert 0 < overlap <= MAX_CONCURRENT_RUNS  # the queue's limit held
     assert connections.samples > 0
     assert connections.peak <= CONNECTION_BOUND, connections.peak_by_db

@@ -3,14 +3,15 @@
 The seed's example: ``fetch (checkpoint) -> transform1 -> transform2 -> load (checkpoint)``; when
 ``load`` fails under ``key_steps``, the resume runs ``transform1, transform2, load`` and not
 ``fetch``. Every test records the steps that really ran in a trace file (see
-``workflows_strategies.record``).
+``workflows_strategies.record``). The UI's re-executions of a ``key_steps`` run go through a real
+webserver: tests/test_ui.py::test_key_steps_reexecution_from_the_ui.
 """
 
 from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
-from dagster import DagsterEventType, ReexecutionOptions, execute_job, instance_for_test
+from dagster import DagsterEventType, instance_for_test
 
 import workflows_strategies as wfs
 from spine_dagster import (
@@ -22,7 +23,6 @@ from spine_dagster import (
     build_definitions,
     build_job,
 )
-from spine_dagster.compiler import reconstructable_job
 from spine_dagster.schema import transit
 
 
@@ -72,37 +72,6 @@ def _seed_fail_then_resume(runner, workflow, trace):
     return failed, resumed, ran
 
 
-def _ui_reexecute_from_failure(runner, run_id):
-    """What the UI's "Re-execute from failure" does: parent config and tags, from failure."""
-    instance = runner.instance
-    parent = instance.get_run_by_id(runner.get_run(run_id).last_dagster_run_id)
-    job = reconstructable_job(wfs.SEED_KEY_STEPS, database_url=runner.database_url,
-                              checkpoint_strategy="key_steps", executor=runner.executor)
-    result = execute_job(job, instance=instance, run_config=parent.run_config,
-                         tags={**parent.tags, "dagster/parent_run_id": parent.run_id,
-                               "dagster/root_run_id": parent.run_id,
-                               "dagster/is_resume_retry": "true"},
-                         reexecution_options=ReexecutionOptions.from_failure(parent.run_id,
-                                                                             instance),
-                         raise_on_error=False)
-    assert not result.success
-    failures = [e for e in result.all_events if e.event_type is DagsterEventType.STEP_FAILURE]
-    assert [e.step_key for e in failures] == ["load"]
-    error, messages = failures[0].event_specific_data.error, []
-    while error is not None:  # Dagster wraps the IO manager's error: follow the causes
-        messages.append(error.message)
-        error = error.cause
-    return "\n".join(messages)
-
-
-def _check_ui_error(message, run_id):
-    assert "CheckpointNotFoundError" in message
-    assert "needs the context after step 'transform2'" in message
-    assert "checkpoint_strategy='key_steps'" in message
-    assert f"spine-dagster resume {run_id}" in message
-    assert "re-execute from the step after 'fetch'" in message
-
-
 def test_key_steps_resume_restarts_after_newest_checkpoint(database_url, instance, tmp_path):
     runner = WorkflowRunner(database_url=database_url, instance=instance,
                             checkpoint_strategy="key_steps")
@@ -116,25 +85,6 @@ def test_key_steps_resume_restarts_after_newest_checkpoint(database_url, instanc
     assert set(sizes) == {"fetch", "transform1", "transform2"}
     assert sizes["fetch"].value == runner.get_checkpoint(failed.run_id, "fetch").size_bytes
     assert sizes["transform1"] is None and sizes["transform2"] is None
-
-
-def test_key_steps_ui_reexecution_from_failure_explains(database_url, instance, tmp_path):
-    """Re-execute from failure cannot load the un-checkpointed upstream: a clear error, the
-    store unchanged, and a resume still works afterwards."""
-    runner = WorkflowRunner(database_url=database_url, instance=instance,
-                            checkpoint_strategy="key_steps")
-    trace = tmp_path / "trace.jsonl"
-    failed = runner.execute(wfs.SEED_KEY_STEPS, params={"trace": str(trace), "fail_load": True})
-    message = _ui_reexecute_from_failure(runner, failed.run_id)
-    _check_ui_error(message, failed.run_id)
-    assert len(wfs.read_trace(trace)) == 4, "no step ran in the re-execution"
-    record = runner.get_run(failed.run_id)
-    assert (record.status, record.error_step) == ("failed", "load")
-    assert "needs the context after step 'transform2'" in record.error
-    assert _checkpoint_steps(runner, failed.run_id) == ["fetch"]
-    resumed = runner.resume(failed.run_id, params_override={"fail_load": False})
-    assert resumed.status == "completed"
-    assert _steps(wfs.read_trace(trace)[4:]) == ["transform1", "transform2", "load"]
 
 
 def test_key_steps_multiprocess_executor(database_url, instance, tmp_path):

@@ -23,13 +23,14 @@ from deployment_support import (  # noqa: F401 - fixtures
     LOCATION,
     LOCATION_DIR,
     Deployment,
+    body_timeout,
     deployment,
     pg_checkpoint_url,
 )
 
 from spine_dagster import WorkflowRunner, WorkflowStatus
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, body_timeout(300)]
 
 UI_REEXECUTE = """mutation LaunchPipelineReexecution($reexecutionParams: ReexecutionParams) {
   launchPipelineReexecution(reexecutionParams: $reexecutionParams) {
@@ -45,6 +46,8 @@ UI_REEXECUTE_SELECTED = """mutation LaunchPipelineReexecution($executionParams: 
     ... on PythonError { message stack }
   }
 }"""
+PARENT_RUN = """query Run($runId: ID!) { runOrError(runId: $runId) { __typename
+  ... on Run { id rootRunId mode pipelineName solidSelection runConfigYaml tags { key value } } } }"""
 RUN_EVENTS = """query RunEvents($runId: ID!) {
   logsForRun(runId: $runId) {
     __typename
@@ -55,7 +58,7 @@ RUN_EVENTS = """query RunEvents($runId: ID!) {
         ... on DisplayableEvent { metadataEntries { label
             ... on JsonMetadataEntry { jsonString } ... on TextMetadataEntry { text } } }
         ... on ExecutionStepFailureEvent { error { className message stack
-            cause { className message stack } } }
+            cause { className message stack cause { className message } } } }
       }
     }
   }
@@ -97,6 +100,28 @@ def _ui(deployment: Deployment, query: str, **variables) -> str:
     return data["run"]["runId"]
 
 
+def _ui_selected(deployment: Deployment, parent_run_id: str, step_keys: list[str],
+                 query: str) -> str:
+    """ "Re-execute selected": the ``executionParams`` the UI builds from the parent run it shows
+    (dagster-webserver's ``getReexecutionParamsForSelection``: the parent's mode, run config and
+    tags without ``dagster/is_resume_retry``, the run-group tags, the step keys)."""
+    run = deployment.client.graphql(PARENT_RUN, {"runId": parent_run_id})["runOrError"]
+    assert run["__typename"] == "Run", run
+    root = run["rootRunId"] or run["id"]
+    hidden = {"dagster/is_resume_retry", "dagster/step_selection"}
+    tags = [t for t in run["tags"] if t["key"] not in hidden] + [
+        {"key": "dagster/parent_run_id", "value": run["id"]},
+        {"key": "dagster/root_run_id", "value": root},
+        {"key": "dagster/step_selection", "value": query}]
+    return _ui(deployment, UI_REEXECUTE_SELECTED, executionParams={
+        "mode": run["mode"], "runConfigData": run["runConfigYaml"],
+        "executionMetadata": {"parentRunId": run["id"], "rootRunId": root, "tags": tags},
+        "selector": {"repositoryLocationName": LOCATION, "repositoryName": "__repository__",
+                     "pipelineName": run["pipelineName"], "solidSelection": run["solidSelection"],
+                     "assetSelection": [], "assetCheckSelection": []},
+        "stepKeys": step_keys})
+
+
 def _events(deployment: Deployment, run_id: str) -> list[dict]:
     data = deployment.client.graphql(RUN_EVENTS, {"runId": run_id})["logsForRun"]
     return data["events"]
@@ -130,16 +155,62 @@ def test_the_ui_reexecutes_a_run_made_by_a_script(deployment: Deployment, ui_run
     assert _trace(path, failed.run_id)[5:] == ["step1", "step2", "step3", "step4"]
 
     # "Re-execute from selected" (step3 and what follows), as the UI sends it.
-    selected = _ui(deployment, UI_REEXECUTE_SELECTED, executionParams={
-        "selector": {"repositoryLocationName": LOCATION, "repositoryName": "__repository__",
-                     "pipelineName": "deploy__flaky"},
-        "stepKeys": ["step3", "step4"],
-        "executionMetadata": {"parentRunId": again, "rootRunId": failed.dagster_run_id,
-                              "tags": [{"key": "spine/run_id", "value": failed.run_id}]}})
+    selected = _ui_selected(deployment, again, ["step3", "step4"], "step3*")
     assert deployment.wait(selected).status == "SUCCESS"
     assert _trace(path, failed.run_id)[9:] == ["step3", "step4"]
     assert ui_runner.get_run(failed.run_id).dagster_run_ids == [
         failed.dagster_run_id, child, again, selected]
+
+
+def _failure_messages(deployment: Deployment, run_id: str) -> tuple[str, str]:
+    """(step key, the error with its causes) of the run's step failure, as the UI shows it."""
+    [failure] = [e for e in _events(deployment, run_id)
+                 if e["__typename"] == "ExecutionStepFailureEvent"]
+    error, messages = failure["error"], []
+    while error is not None:  # Dagster wraps the IO manager's error: the causes say why
+        messages.append(f"{error['className']}: {error['message']}")
+        error = error.get("cause")
+    return failure["stepKey"], "\n".join(messages)
+
+
+def test_key_steps_reexecution_from_the_ui(deployment: Deployment, ui_runner):
+    """Under key_steps the UI's "Re-execute from failure" cannot start at step3 (step2 wrote no
+    checkpoint): the run fails with an error that says what to do, and changes no checkpoint.
+    "Re-execute selected" from the step after the newest checkpoint (step2) continues the spine
+    run. Both are the webserver's own mutation, as the UI sends it."""
+    location = _location_module()
+    path = deployment.trace_dir()
+    failed = ui_runner.execute(location.KEY, params={"trace": str(path), "fail_times": 1})
+    assert (failed.status, failed.error_step) == ("failed", "step3")
+    assert [c.step_name for c in ui_runner.list_checkpoints(failed.run_id)] == ["step1"]
+
+    child = _ui(deployment, UI_REEXECUTE,
+                reexecutionParams={"parentRunId": failed.dagster_run_id, "strategy": "FROM_FAILURE"})
+    assert deployment.wait(child).status == "FAILURE"
+    step, message = _failure_messages(deployment, child)
+    assert step == "step3"
+    assert "CheckpointNotFoundError" in message
+    assert "needs the context after step 'step2'" in message
+    assert "checkpoint_strategy='key_steps'" in message
+    assert f"spine-dagster resume {failed.run_id}" in message
+    assert "re-execute from the step after 'step1'" in message
+    assert _trace(path, failed.run_id) == ["step1", "step2", "step3"], "no step ran"
+    record = ui_runner.get_run(failed.run_id)
+    assert (record.status, record.error_step) == ("failed", "step3")
+    assert "needs the context after step 'step2'" in record.error
+    assert [c.step_name for c in ui_runner.list_checkpoints(failed.run_id)] == ["step1"]
+
+    # What the error says to do: "Re-execute selected" from step2, on the failed re-execution.
+    selected = _ui_selected(deployment, child, ["step2", "step3", "step4"], "step2*")
+    assert deployment.wait(selected).status == "SUCCESS"
+    assert _trace(path, failed.run_id)[3:] == ["step2", "step3", "step4"]
+    record = ui_runner.get_run(failed.run_id)
+    assert record.status is WorkflowStatus.COMPLETED
+    # the refused re-execution ran no step of the spine run: not in its lineage
+    assert record.dagster_run_ids == [failed.dagster_run_id, selected]
+    assert deployment.instance.get_run_by_id(selected).parent_run_id == child
+    assert [c.step_name for c in ui_runner.list_checkpoints(failed.run_id)] == ["step1", "step4"]
+    assert record.context.outputs["step3"]["seen_token"] == record.context.outputs["step1"]["token"]
 
 
 def test_a_workflow_no_code_location_serves_still_runs(deployment: Deployment, tmp_path):

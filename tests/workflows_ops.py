@@ -13,6 +13,8 @@ import time
 
 from spine_dagster import ErrorCategory, Step, StepResult, Workflow
 
+HOLD_SECONDS = 300.0  # a blocked step gives up after this: a guard against a hang
+
 
 def record(step: str, ctx) -> None:
     path = ctx.params.get("calls_file")
@@ -43,10 +45,14 @@ def crash_or_transform(ctx, config):
 
 
 def block_or_transform(ctx, config):
-    """Waits (like a long step) until the file at ``params["block"]`` exists, if it is set."""
+    """Waits (like a long step) until the file at ``params["block"]`` exists, if it is set; fails
+    after ``HOLD_SECONDS`` (the tests interrupt it long before)."""
     record("transform", ctx)
     release = ctx.params.get("block")
+    deadline = time.monotonic() + HOLD_SECONDS
     while release and not os.path.exists(release):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{release} did not appear within {HOLD_SECONDS:g} s")
         time.sleep(0.05)
     return StepResult.ok(output={"rows": ctx.get_output("extract", "rows") * 2})
 

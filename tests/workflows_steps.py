@@ -28,6 +28,8 @@ from spine_dagster import (
     pipeline,
 )
 
+HOLD_SECONDS = 300.0  # a held step gives up after this: a guard against a hang (tests kill it)
+
 
 def record(label: str, ctx) -> None:
     path = ctx.params.get("calls_file")
@@ -70,7 +72,10 @@ def _hold(ctx, label: str) -> None:
         return
     with open(hold, "a", encoding="utf-8") as fh:
         fh.write(f"{ctx.run_id} {label}\n")
+    deadline = time.monotonic() + HOLD_SECONDS
     while not os.path.exists(release):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{release} did not appear within {HOLD_SECONDS:g} s")
         time.sleep(0.05)
 
 

@@ -56,5 +56,11 @@ def _steps():
 FLAKY = Workflow("deploy.flaky", _steps())
 AUTO = Workflow("deploy.auto", _steps(), auto_resume=AutoResume(max_resumes=1))
 FUSED = Workflow("deploy.fused", _steps(), fuse=True)  # one op: step1__thru__step4
+# key_steps: checkpoints after step1 and step4 only (the seed's fetch -> ... -> load shape)
+KEY = Workflow("deploy.key", [
+    Step.lambda_("step1", step1, checkpoint=True), Step.lambda_("step2", step2),
+    Step.lambda_("step3", step3), Step.lambda_("step4", step4, checkpoint=True)],
+    checkpoint_strategy="key_steps")
 
-defs = build_definitions([FLAKY, AUTO, FUSED], resume_job=True, checkpoint_retention_days=None)
+defs = build_definitions([FLAKY, AUTO, FUSED, KEY], resume_job=True,
+                         checkpoint_retention_days=None)
