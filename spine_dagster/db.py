@@ -118,28 +118,73 @@ def _reason(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+FULL_BELOW_BYTES = 1024 * 1024
+"""A SQLite write that failed with an I/O error on a file system with less free space than
+this is reported as a full disk (SQLite in WAL mode says ``disk I/O error``, not ``disk full``)."""
+
+
+def _sqlite_file_condition(url: str) -> str | None:
+    """``read-only`` or ``full`` when the file system of a SQLite database is, else None.
+
+    SQLite reports both vaguely (``unable to open database file``, ``disk I/O error``: its WAL
+    index cannot be created or mapped), so the file system itself is asked.
+    """
+    try:
+        parsed = sa.make_url(url)
+    except Exception:  # noqa: BLE001 - nothing more to say about a URL that does not parse
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    path = Path(parsed.database).expanduser()
+    folder = path.parent if path.parent.exists() else None
+    if folder is None:
+        return None
+    try:
+        stat = os.statvfs(folder)
+    except OSError:
+        return None
+    if stat.f_flag & os.ST_RDONLY or (path.exists() and not os.access(path, os.W_OK)) \
+            or not os.access(folder, os.W_OK):
+        return "read-only"
+    if stat.f_bavail * stat.f_frsize < FULL_BELOW_BYTES:
+        return "full"
+    return None
+
+
 def unavailable(url: str, exc: BaseException, *, doing: str = "") -> DatabaseUnavailableError:
     """The ``DatabaseUnavailableError`` for a failed connection or statement, password masked."""
     reason = hide_password(_reason(exc), url)
     where = mask_url(url)
     lowered = reason.lower()
+    condition = None
+    if "unable to open" in lowered or "disk i/o error" in lowered:
+        condition = _sqlite_file_condition(url)
+        lowered += f" {condition}" if condition else ""
     if "readonly" in lowered or "read-only" in lowered or "read only" in lowered:
+        fix = ("give this process write access to the database file and its directory (SQLite "
+               "writes a -wal file next to it)" if where.startswith("sqlite") else
+               "connect as a user that may write, to the primary server (not a standby), "
+               "without default_transaction_read_only")
         return DatabaseUnavailableError(
-            f"the checkpoint database at {where} is read-only ({reason}). Give this process "
-            f"write access to the database file and its directory (SQLite writes a -wal file "
-            f"next to it), or point database_url at a writable database.")
+            f"the checkpoint database at {where} is read-only ({reason}). To fix it, {fix}; or "
+            f"point database_url at a writable database.")
     if "disk is full" in lowered or "no space left" in lowered or "disk full" in lowered:
         return DatabaseUnavailableError(
             f"the disk of the checkpoint database at {where} is full ({reason}). Free space "
             f"there (or run spine-dagster cleanup), then resume the run.")
     doing = f" while {doing}" if doing else ""
+    if where.startswith("sqlite"):
+        return DatabaseUnavailableError(
+            f"cannot use the checkpoint database file at {where}{doing}: {reason}. Check that "
+            f"the path is right and that this process can read and write the file and its "
+            f"directory (pass database_url= or set {ENV_DATABASE_URL}).")
     return DatabaseUnavailableError(
         f"cannot reach the checkpoint database at {where}{doing}: {reason}. Check that the "
         f"database server is running and the URL is right (pass database_url= or set "
         f"{ENV_DATABASE_URL}).")
 
 
-def _transient(exc: BaseException) -> bool:
+def _transient(exc: BaseException, url: str = "") -> bool:
     """A lost or refused connection (worth a retry), not a full disk or a read-only file."""
     if not isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError,
                             sa.exc.DisconnectionError)):
@@ -149,10 +194,22 @@ def _transient(exc: BaseException) -> bool:
     lowered = _reason(exc).lower()
     if any(word in lowered for word in ("readonly", "read-only", "disk", "locked", "no space")):
         return False
+    if "unable to open" in lowered and _sqlite_file_condition(url) is not None:
+        return False
     return any(word in lowered for word in (
         "connection", "connect", "server closed", "terminating", "shutting down",
         "starting up", "could not", "timeout", "timed out", "broken pipe", "reset by peer",
         "unable to open"))
+
+
+READ_ONLY_SQLSTATE = "25006"
+"""PostgreSQL's read_only_sql_transaction (a hot standby, ``default_transaction_read_only``)."""
+
+
+def _cannot_write(exc: BaseException) -> bool:
+    """A statement the database refused because it is read-only (psycopg2 calls it internal)."""
+    return isinstance(exc, sa.exc.InternalError) and \
+        getattr(getattr(exc, "orig", None), "pgcode", None) == READ_ONLY_SQLSTATE
 
 
 @contextlib.contextmanager
@@ -168,6 +225,10 @@ def begin(url: str) -> Iterator[sa.Connection]:
             yield conn
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
         raise unavailable(url, exc) from exc
+    except sa.exc.InternalError as exc:
+        if _cannot_write(exc):
+            raise unavailable(url, exc) from exc
+        raise
 
 
 def transaction(url: str, work: Callable[[sa.Connection], T], *,
@@ -181,7 +242,7 @@ def transaction(url: str, work: Callable[[sa.Connection], T], *,
             with begin(url) as conn:
                 return work(conn)
         except DatabaseUnavailableError as exc:
-            if attempt == len(delays) or not _transient(exc.__cause__):
+            if attempt == len(delays) or not _transient(exc.__cause__, url):
                 raise
             time.sleep(delays[attempt])
     raise AssertionError("unreachable")  # pragma: no cover
@@ -260,7 +321,7 @@ def write(url: str, batch: Sequence[tuple[Prepared, dict[str, Any]]], *,
         try:
             return _write_once(url, batch)
         except DatabaseUnavailableError as exc:
-            if attempt == len(delays) or not _transient(exc.__cause__):
+            if attempt == len(delays) or not _transient(exc.__cause__, url):
                 raise
             time.sleep(delays[attempt])
     raise AssertionError("unreachable")  # pragma: no cover
@@ -346,7 +407,8 @@ def _run_batch(url: str, dialect: sa.Dialect, fairy: Any,
         else:
             with contextlib.suppress(dbapi_error):
                 dbapi_conn.rollback()
-        if isinstance(wrapped, (sa.exc.OperationalError, sa.exc.InterfaceError)):
+        if isinstance(wrapped, (sa.exc.OperationalError, sa.exc.InterfaceError)) \
+                or _cannot_write(wrapped):
             raise unavailable(url, wrapped) from wrapped
         raise wrapped from exc
     finally:
