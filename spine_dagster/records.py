@@ -171,6 +171,16 @@ class RunRecord:
             self._decoded[name] = value
         return self._decoded[name]
 
+    def check(self) -> RunRecord:
+        """Decode every stored column now: ``CheckpointCorruptError`` for an edited one.
+
+        Resumes call it before they launch anything, so that an edited record stops them
+        before they write."""
+        for _ in (self.params, self.original_params, self.partition, self.final_context,
+                  self.workflow_signature):
+            pass
+        return self
+
     @property
     def params(self) -> dict[str, Any]:
         """The effective params: the original ones with every resume's override applied."""
