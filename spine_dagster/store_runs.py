@@ -294,6 +294,13 @@ class RunStore:
             dagster_runs.c.dagster_run_id == run_id)).first()
         return owner[0] if owner else None
 
+    def resolve_run_id(self, run_id: str) -> str | None:
+        """The spine run id that ``run_id`` (a spine or Dagster run id) names, reading nothing
+        else of the run (so it works when the run's rows are damaged)."""
+        check_run_id(run_id)
+        with self._begin() as conn:
+            return self.find_run_id(conn, run_id)
+
     def owner_of(self, dagster_run_id: str) -> str | None:
         """The spine run whose lineage holds this Dagster run, if any."""
         with self._begin() as conn:
