@@ -12,17 +12,22 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import sys
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from dagster import instance_for_test
 
 import seed_workflows as seed
 from catalogue import CASES, MARKER, Case
 from fault_support import PASSWORD, Env, dump_tables
 from seed_workflows import SEED
-from spine_dagster import SpineDagsterError, WorkflowRunner
+from conftest import pg_schema
+from spine_dagster import CheckpointStore, SpineDagsterError, WorkflowRunner
+from spine_dagster import db as spine_db
+from spine_dagster.schema import metadata
 from spine_dagster.cli import build_parser, main
 
 pytestmark = pytest.mark.timeout(60)
@@ -52,15 +57,66 @@ def _params() -> list:
             for case in CASES for backend in case.backends]
 
 
-def _prepare(case: Case, env: Env) -> None:
-    env.runner.store.check()  # the tables exist, so that "unchanged" compares real rows
-    if case.setup == "none":
+@pytest.fixture(scope="module")
+def templates(shared_instance, tmp_path_factory):
+    """(backend, setup) -> (a database holding one real run in that state, its run id).
+
+    Each setup is made once per backend by a real run, and copied into each test's own
+    database (SQLite's backup API; PostgreSQL ``INSERT ... SELECT`` from the template schema):
+    the same rows as a run per test, without a Dagster run per test."""
+    made: dict[tuple[str, str], tuple[str, str]] = {}
+    schemas: list = []
+    yield made, schemas, tmp_path_factory
+    for schema in schemas:
+        schema.__exit__(None, None, None)
+
+
+def _template(templates, backend: str, setup: str, instance) -> tuple[str, str]:
+    made, schemas, factory = templates
+    if (backend, setup) not in made:
+        if backend == "sqlite":
+            url = f"sqlite:///{factory.mktemp('template')}/template.db"
+        else:
+            schemas.append(pg_schema("spine_tmpl"))
+            url = schemas[-1].__enter__()
+        seed.STATE["api_down"] = setup == "failed"
+        result = WorkflowRunner(database_url=url, instance=instance, progress=False).execute(
+            SEED, params={"timeout": 30})
+        assert result.status.value == setup, result
+        seed.reset()
+        made[(backend, setup)] = (url, result.run_id)
+    return made[(backend, setup)]
+
+
+def _copy(source: str, target: str) -> None:
+    spine_db.dispose_all()
+    if target.startswith("sqlite"):
+        src = sqlite3.connect(sa.make_url(source).database)
+        dst = sqlite3.connect(sa.make_url(target).database)
+        with dst:
+            src.backup(dst)
+        src.close()
+        dst.close()
         return
-    seed.STATE["api_down"] = case.setup == "failed"
-    result = env.runner.execute(SEED, params={"timeout": 30})
-    assert result.status.value == case.setup, result
-    env.run_id = result.run_id
-    seed.reset()
+    CheckpointStore.for_url(target).check()  # the tables, and the schema version row
+    schema = sa.make_url(source).query["options"].split("%3D")[-1].split("=")[-1]
+    engine = sa.create_engine(target, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        for table in metadata.sorted_tables:
+            if table.name != "spine_dagster_schema":
+                conn.execute(sa.text(f'INSERT INTO "{table.name}" SELECT * FROM '
+                                     f'"{schema}"."{table.name}"'))
+        conn.execute(sa.text("SELECT setval(pg_get_serial_sequence('core_workflow_checkpoints', "
+                             "'id'), (SELECT max(id) FROM core_workflow_checkpoints))"))
+    engine.dispose()
+
+
+def _prepare(case: Case, env: Env, backend: str, templates, instance) -> None:
+    if case.setup == "none":
+        env.runner.store.check()  # the tables exist, so that "unchanged" compares real rows
+        return
+    source, env.run_id = _template(templates, backend, case.setup, instance)
+    _copy(source, env.url)
 
 
 def _check_message(case: Case, text: str) -> None:
@@ -72,11 +128,13 @@ def _check_message(case: Case, text: str) -> None:
 
 @pytest.mark.parametrize("case,database_url", _params(), indirect=["database_url"])
 def test_bad_input_is_refused_clearly_and_changes_nothing(case: Case, database_url,
-                                                           shared_instance, tmp_path, capsys):
+                                                           shared_instance, templates, tmp_path,
+                                                           capsys):
     env = Env(url=database_url, tmp=tmp_path,
               runner=WorkflowRunner(database_url=database_url, instance=shared_instance,
                                      progress=False))
-    _prepare(case, env)
+    _prepare(case, env, "postgres" if database_url.startswith("postgresql") else "sqlite",
+             templates, shared_instance)
     if case.tamper is not None:
         case.tamper(env)
     before = dump_tables(database_url)
