@@ -11,15 +11,18 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from dagster import DagsterInstance, DagsterRunStatus, ReexecutionOptions, execute_job
 
 import fault_workflows as fw
 import seed_workflows as seed
-from conftest import write_dagster_home
+from conftest import require_postgres, write_dagster_home
 from fault_support import dump_tables, set_snapshot
 from seed_workflows import SEED
 from spine_dagster import (
@@ -161,13 +164,19 @@ def test_an_edited_launcher_tag_does_not_fail_a_live_run(tmp_path):
 # -- the database cannot be written --------------------------------------------------------------
 @pytest.fixture
 def tmpfs(tmp_path):
-    """A mount point for a tiny tmpfs (root only); unmounted afterwards."""
-    point = tmp_path / "mnt"
-    point.mkdir()
+    """A mount point for a tiny tmpfs (root only); unmounted afterwards. Not under tmp_path,
+    which other users (the PostgreSQL server) may not enter."""
+    point = Path(tempfile.mkdtemp(prefix="spine_mnt_"))
+    point.chmod(0o755)
     mounted: list[Path] = []
 
-    def mount(size: str) -> Path:
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
+    def mount(size: str, owner: str | None = None) -> Path:
+        options = f"size={size}"
+        if owner:  # e.g. postgres, for a tablespace
+            ids = [subprocess.run(["id", flag, owner], capture_output=True, text=True).stdout
+                   for flag in ("-u", "-g")]
+            options += f",uid={ids[0].strip()},gid={ids[1].strip()},mode=0700"
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)],
                               capture_output=True, text=True)
         if done.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
@@ -178,6 +187,7 @@ def tmpfs(tmp_path):
     spine_db.dispose_all()
     for path in mounted:
         subprocess.run(["umount", "-l", str(path)], check=False)
+    point.rmdir()
 
 
 def test_a_read_only_sqlite_file_says_read_only(tmpfs, instance):
@@ -206,14 +216,7 @@ def test_a_full_disk_says_the_disk_is_full(tmpfs, instance):
     url = f"sqlite:///{point}/checkpoints.db"
     runner = WorkflowRunner(database_url=url, instance=instance, progress=False)
     failed = runner.execute(SEED)
-    filler = os.open(point / "filler", os.O_WRONLY | os.O_CREAT)
-    try:
-        while True:
-            os.write(filler, b"\0" * 4096)
-    except OSError:
-        pass
-    finally:
-        os.close(filler)
+    _fill(point)
     seed.STATE["api_down"] = False
     result = runner.execute(SEED)  # the run starts: its first write fails its first step
     assert result.status.value == "failed" and "DatabaseUnavailableError" in result.error
@@ -242,3 +245,44 @@ def test_a_read_only_postgresql_database_says_read_only(pg_schema_url, instance)
     assert "DatabaseUnavailableError" in result.error and "is read-only" in result.error
     assert "without default_transaction_read_only" in result.error
     assert dump_tables(pg_schema_url) == before
+
+
+def _fill(point: Path) -> None:
+    filler = os.open(point / "filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(filler, b"\0" * 4096)
+    except OSError:
+        pass
+    finally:
+        os.close(filler)
+
+
+@pytest.mark.postgres
+def test_a_full_postgresql_tablespace_says_the_disk_is_full(tmpfs, pg_schema_url, instance):
+    """The checkpoint tables in a tablespace on a 1 MB tmpfs (the local server's own machine)."""
+    point = tmpfs("1m", owner="postgres")
+    name = f"spine_full_{uuid.uuid4().hex[:10]}"
+    admin = require_postgres()
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE TABLESPACE {name} LOCATION '{point}'"))
+    try:
+        url = pg_schema_url + f"%20-cdefault_tablespace%3D{name}"
+        runner = WorkflowRunner(database_url=url, instance=instance, progress=False)
+        failed = runner.execute(SEED)
+        _fill(point)
+        with pytest.raises(DatabaseUnavailableError) as info:
+            CheckpointStore.for_url(url).save_checkpoint(
+                run_id=failed.run_id, workflow_name=SEED.name, step_name="step3", step_index=2,
+                dagster_run_id=None, snapshot={"big": "x" * 500_000})
+        message = str(info.value)
+        assert "is full" in message and "No space left on device" in message, message
+        assert "spine-dagster cleanup" in message
+        (point / "filler").unlink()
+        assert runner.get_run(failed.run_id).status.value == "failed"
+    finally:
+        spine_db.dispose_all()
+        with admin.connect() as conn:  # the tables go first, with the schema
+            schema = pg_schema_url.rsplit("%3D", 1)[-1]
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            conn.execute(sa.text(f"DROP TABLESPACE IF EXISTS {name}"))
