@@ -30,6 +30,7 @@ from spine_dagster import (
     UnknownRunError,
     UnknownStepError,
     WorkflowMismatchError,
+    WorkflowNotFoundError,
     WorkflowRunner,
 )
 
@@ -231,6 +232,16 @@ CASES: list[Case] = [
     Case("run-record-params", "core_workflow_runs.params = [1, 2] -> resume", CheckpointCorruptError,
          ("params is list, expected a JSON object",), setup="failed",
          tamper=_run_column("params", "[1, 2]"), act=lambda env: env.runner.resume(env.run_id)),
+    Case("run-record-workflow-ref-unknown", "core_workflow_runs.workflow_ref = "
+         "'no_such_module:WF' -> resume", WorkflowNotFoundError,
+         ("'no_such_module'", "could not be imported", "workflow="), setup="failed",
+         tamper=_run_column("workflow_ref", "no_such_module:WF"),
+         act=lambda env: env.runner.resume(env.run_id)),
+    Case("run-record-workflow-ref-not-a-workflow", "core_workflow_runs.workflow_ref = 'os:system'"
+         " -> resume", WorkflowNotFoundError, ("'system' there is builtin_function_or_method",
+                                               "workflow="), setup="failed",
+         tamper=_run_column("workflow_ref", "os:system"),
+         act=lambda env: env.runner.resume(env.run_id)),
     Case("run-record-signature", "core_workflow_runs.workflow_signature = {} -> resume",
          CheckpointCorruptError, ("workflow_signature is dict, expected a JSON array",),
          setup="failed", tamper=_run_column("workflow_signature", '{"a": 1}'),
