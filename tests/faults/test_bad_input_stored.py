@@ -18,7 +18,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from dagster import DagsterInstance, DagsterRunStatus, ReexecutionOptions, execute_job
+from dagster import (
+    DagsterInstance,
+    DagsterRunStatus,
+    ReexecutionOptions,
+    execute_job,
+    instance_for_test,
+)
 
 import fault_workflows as fw
 import seed_workflows as seed
@@ -39,6 +45,13 @@ from spine_dagster.names import RUN_ID_TAG
 
 pytestmark = pytest.mark.timeout(60)
 FAULTS_DIR = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def instance():
+    """One Dagster instance for the module (its runs are all distinct)."""
+    with instance_for_test() as shared:
+        yield shared
 
 
 @pytest.fixture(autouse=True)
