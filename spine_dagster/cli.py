@@ -160,18 +160,21 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
     from .errors import CheckpointNotFoundError  # noqa: PLC0415
 
     store = _store(args)
-    record = _record(store, args.run_id)
     if args.json:  # the stored row as it is, even when damaged, so that it can be repaired
-        raw = store.raw_checkpoint(record.run_id, args.step)
+        run_id = store.resolve_run_id(args.run_id)
+        if run_id is None:
+            _record(store, args.run_id)  # raises UnknownRunError
+        raw = store.raw_checkpoint(run_id, args.step)
         if raw is None:
             raise CheckpointNotFoundError(
-                f"run {record.run_id!r} has no checkpoint for step {args.step!r}.",
-                hint=f"List them with: spine-dagster checkpoints {record.run_id}")
+                f"run {run_id!r} has no checkpoint for step {args.step!r}.",
+                hint=f"List them with: spine-dagster checkpoints {run_id}")
         try:
             print(json.dumps(json.loads(raw), indent=2, ensure_ascii=False))
         except (ValueError, RecursionError):
             print(raw)
         return 0
+    record = _record(store, args.run_id)
     _import_workflow_of(record)
     checkpoint = store.get_checkpoint(record.run_id, args.step)
     if checkpoint is None:

@@ -19,7 +19,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence
 
-from .records import Checkpoint, RunRecord, StepRow
+from .records import Checkpoint, RunRecord
 
 
 def now_utc() -> datetime:

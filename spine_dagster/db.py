@@ -38,6 +38,14 @@ from .dburl import (  # noqa: F401 - re-exported: the URL helpers used to live h
     resolve_url,
     spine_home,
 )
+from .db_errors import (  # noqa: F401 - is_outage and unavailable are used by other modules
+    READ_ONLY_SQLSTATE,
+    _cannot_write,
+    _reason,
+    _transient,
+    is_outage,
+    unavailable,
+)
 from .errors import DatabaseUnavailableError, SchemaOutOfDateError
 from .schema import SCHEMA_VERSION, schema_version
 from .serialization import RawJSON, dumps, loads
@@ -145,57 +153,6 @@ def _ping_when_stale(engine: sa.Engine) -> None:
             raise sa.exc.DisconnectionError(str(exc)) from exc
 
 
-def _reason(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", exc) or "").strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def is_outage(exc: BaseException | None) -> bool:
-    """True when ``exc`` (or an exception it was raised from) is a lost or refused connection."""
-    seen = 0
-    while exc is not None and seen < 10:
-        if isinstance(exc, DatabaseUnavailableError) and _transient(exc.__cause__):
-            return True
-        exc, seen = exc.__cause__, seen + 1
-    return False
-
-
-def unavailable(url: str, exc: BaseException, *, doing: str = "") -> DatabaseUnavailableError:
-    """The ``DatabaseUnavailableError`` for a failed connection or statement, password masked."""
-    reason = hide_password(_reason(exc), url)
-    where = mask_url(url)
-    lowered = reason.lower()
-    if "readonly" in lowered or "read-only" in lowered or "read only" in lowered:
-        return DatabaseUnavailableError(
-            f"the checkpoint database at {where} is read-only ({reason}). Give this process "
-            f"write access to the database file and its directory (SQLite writes a -wal file "
-            f"next to it), or point database_url at a writable database.")
-    if "disk is full" in lowered or "no space left" in lowered or "disk full" in lowered:
-        return DatabaseUnavailableError(
-            f"the disk of the checkpoint database at {where} is full ({reason}). Free space "
-            f"there (or run spine-dagster cleanup), then resume the run.")
-    doing = f" while {doing}" if doing else ""
-    return DatabaseUnavailableError(
-        f"cannot reach the checkpoint database at {where}{doing} (unreachable: {reason}). "
-        f"Check that the database server is running and the URL is right (pass database_url= "
-        f"or set {ENV_DATABASE_URL}).")
-
-
-def _transient(exc: BaseException) -> bool:
-    """A lost or refused connection (worth a retry), not a full disk or a read-only file."""
-    if not isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError,
-                            sa.exc.DisconnectionError)):
-        return False
-    if getattr(exc, "connection_invalidated", False):
-        return True
-    lowered = _reason(exc).lower()
-    if any(word in lowered for word in ("readonly", "read-only", "disk", "locked", "no space")):
-        return False
-    return any(word in lowered for word in (
-        "connection", "connect", "server closed", "terminating", "shutting down",
-        "starting up", "could not", "timeout", "timed out", "broken pipe", "reset by peer",
-        "unable to open"))
-
 
 @contextlib.contextmanager
 def begin(url: str) -> Iterator[sa.Connection]:
@@ -210,6 +167,10 @@ def begin(url: str) -> Iterator[sa.Connection]:
             yield conn
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
         raise unavailable(url, exc) from exc
+    except sa.exc.InternalError as exc:
+        if _cannot_write(exc):
+            raise unavailable(url, exc) from exc
+        raise
 
 
 _local = threading.local()
@@ -245,7 +206,7 @@ def transaction(url: str, work: Callable[[sa.Connection], T], *,
             with begin(url) as conn:
                 return work(conn)
         except DatabaseUnavailableError as exc:
-            if attempt == len(delays) or not _transient(exc.__cause__):
+            if attempt == len(delays) or not _transient(exc.__cause__, url):
                 raise
             _retrying(url, exc, attempt, delays, "a transaction")
     raise AssertionError("unreachable")  # pragma: no cover
@@ -335,7 +296,7 @@ def write(url: str, batch: Sequence[tuple[Prepared, dict[str, Any]]], *,
         try:
             return _write_once(url, batch)
         except DatabaseUnavailableError as exc:
-            if attempt == len(delays) or not _transient(exc.__cause__):
+            if attempt == len(delays) or not _transient(exc.__cause__, url):
                 raise
             _retrying(url, exc, attempt, delays, "a checkpoint write")
     raise AssertionError("unreachable")  # pragma: no cover
@@ -422,7 +383,8 @@ def _run_batch(url: str, dialect: sa.Dialect, fairy: Any,
         else:
             with contextlib.suppress(dbapi_error):
                 dbapi_conn.rollback()
-        if isinstance(wrapped, (sa.exc.OperationalError, sa.exc.InterfaceError)):
+        if isinstance(wrapped, (sa.exc.OperationalError, sa.exc.InterfaceError)) \
+                or _cannot_write(wrapped):
             raise unavailable(url, wrapped) from wrapped
         raise wrapped from exc
     finally:

@@ -88,8 +88,9 @@ class CheckpointNotFoundError(SpineDagsterError, LookupError):
 
 
 class CheckpointCorruptError(SpineDagsterError, ValueError):
-    """A stored checkpoint (or run record) is not what spine_dagster wrote: edited, truncated or
-    tampered with. The message names the run, the step and what is wrong. Nothing was run."""
+    """A stored checkpoint (or run record, or a Dagster run's ``spine/run_id`` tag) is not what
+    spine_dagster wrote: edited, truncated or tampered with. The message names the run, the step
+    and what is wrong. Nothing was run."""
 
 
 class UnknownPipelineError(SpineDagsterError, LookupError):

@@ -297,8 +297,8 @@ def quality_failures(step: Step, result: StepResult) -> list[str]:
     if thresholds is None:
         return []
     if result.quality is None:
-        return [f"the step has quality thresholds but returned no QualityMetrics "
-                f"(StepResult.ok(..., quality=QualityMetrics(...)))"]
+        return ["the step has quality thresholds but returned no QualityMetrics "
+                "(StepResult.ok(..., quality=QualityMetrics(...)))"]
     return list(thresholds.check(result.quality))
 
 

@@ -33,7 +33,9 @@ from pydantic import Field, PrivateAttr
 from . import db
 from .dburl import reference
 from .errors import (
+    CheckpointCorruptError,
     CheckpointNotFoundError,
+    InvalidRunIdError,
     InvalidSettingError,
     InvalidWorkflowError,
     SpineDagsterError,
@@ -44,6 +46,7 @@ from .run_state import RunState, record_failure
 from .serialization import RawJSON, decode, dumps
 from .snapshot import context_of
 from .store import CheckpointStore
+from .store_runs import check_run_id
 
 Strategy = Literal["every_step", "key_steps"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
@@ -55,6 +58,35 @@ RESTORED_FROM = "spine/restored_from"
 def spine_run_id_of(dagster_run: Any) -> str:
     """The spine run id of a Dagster run: stable across the original run and every re-execution."""
     return dagster_run.tags.get(RUN_ID_TAG) or dagster_run.root_run_id or dagster_run.run_id
+
+
+def checked_spine_run_id(store: CheckpointStore, dagster_run: Any) -> str:
+    """:func:`spine_run_id_of`, refusing a ``spine/run_id`` tag that was edited.
+
+    Run tags can be edited (in the UI, through the API). A re-execution whose tag names another
+    spine run than the one its parent Dagster run belongs to would restore, and overwrite, that
+    other run's checkpoints, so it is refused before it reads or writes anything.
+    """
+    spine_id = spine_run_id_of(dagster_run)
+    fix = ("Set the tag back, or resume the spine run with: spine-dagster resume RUN_ID "
+           "(which sets the tags itself).")
+    try:
+        check_run_id(spine_id)
+    except InvalidRunIdError as exc:
+        raise CheckpointCorruptError(
+            f"Dagster run {dagster_run.run_id}: its {RUN_ID_TAG} tag {spine_id[:80]!r} is not a run "
+            f"id (text of 1 to 64 characters, no control characters): the tag was edited. Nothing "
+            f"was run. {fix}") from exc
+    parent = getattr(dagster_run, "parent_run_id", None)
+    if parent and RUN_ID_TAG in dagster_run.tags:
+        owner = store.owner_of(parent)
+        if owner is not None and owner != spine_id:
+            raise CheckpointCorruptError(
+                f"Dagster run {dagster_run.run_id} re-executes Dagster run {parent}, which belongs "
+                f"to spine run {owner!r}, but its {RUN_ID_TAG} tag says {spine_id!r}: the tag was "
+                f"edited, and this run would read and overwrite the checkpoints of another run. "
+                f"Nothing was run. {fix.replace('RUN_ID', owner)}")
+    return spine_id
 
 
 @dataclass
@@ -145,8 +177,10 @@ class SpineCheckpointIOManager(ConfigurableIOManager):
     def setup_for_execution(self, context: InitResourceContext) -> None:
         run = context.run
         if run is not None:
-            self._state = RunState(self.get_store(), dagster_run_id=run.run_id,
-                                   spine_run_id=spine_run_id_of(run), write_behind=False)
+            store = self.get_store()
+            self._state = RunState(store, dagster_run_id=run.run_id,
+                                   spine_run_id=checked_spine_run_id(store, run),
+                                   write_behind=False)
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         state, self._state = self._state, None
@@ -158,8 +192,9 @@ class SpineCheckpointIOManager(ConfigurableIOManager):
         state = self._state
         if state is None or state.dagster_run_id != dagster_run.run_id:
             # Used outside Dagster's resource lifecycle (e.g. built by hand in a test).
-            state = self._state = RunState(self.get_store(), dagster_run_id=dagster_run.run_id,
-                                           spine_run_id=spine_run_id_of(dagster_run),
+            store = self.get_store()
+            state = self._state = RunState(store, dagster_run_id=dagster_run.run_id,
+                                           spine_run_id=checked_spine_run_id(store, dagster_run),
                                            write_behind=False)
         return state
 

@@ -45,6 +45,8 @@ from __future__ import annotations
 from typing import Callable
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.schema import ExecutableDDLElement
 
 from .errors import SchemaOutOfDateError
 from .schema import metadata
@@ -149,18 +151,43 @@ def migrate(conn: sa.Connection, before: int | None, target: int | None = None) 
     return changes
 
 
+class AddColumn(ExecutableDDLElement):
+    """``ALTER TABLE t ADD COLUMN c ...``: SQLAlchemy Core has no such construct (Alembic has),
+    so it is compiled here, with the table and column quoted by the dialect's own preparer."""
+
+    def __init__(self, column: sa.Column, default: str | None = None) -> None:
+        self.column, self.default = column, default
+
+
+class DropDefault(ExecutableDDLElement):
+    """``ALTER TABLE t ALTER COLUMN c DROP DEFAULT`` (PostgreSQL)."""
+
+    def __init__(self, column: sa.Column) -> None:
+        self.column = column
+
+
+@compiles(AddColumn)
+def _compile_add_column(element: AddColumn, compiler, **kw) -> str:
+    ddl = compiler.process(sa.schema.CreateColumn(element.column), **kw)
+    default = f" DEFAULT {element.default}" if element.default is not None else ""
+    return (f"ALTER TABLE {compiler.preparer.format_table(element.column.table)} "
+            f"ADD COLUMN {ddl}{default}")
+
+
+@compiles(DropDefault)
+def _compile_drop_default(element: DropDefault, compiler, **kw) -> str:
+    return (f"ALTER TABLE {compiler.preparer.format_table(element.column.table)} ALTER COLUMN "
+            f"{compiler.preparer.format_column(element.column)} DROP DEFAULT")
+
+
 def _add_column(conn: sa.Connection, table: sa.Table, column: sa.Column) -> None:
-    ddl = str(sa.schema.CreateColumn(column).compile(dialect=conn.dialect))
     zero = None
     if not column.nullable and column.server_default is None:
-        zero = _zero_value(column)
-        ddl += f" DEFAULT {zero}"
-    preparer = conn.dialect.identifier_preparer
-    conn.execute(sa.text(f"ALTER TABLE {preparer.format_table(table)} ADD COLUMN {ddl}"))
+        zero = _zero_value(column)  # a literal of our own: 0, '' or false
+    conn.execute(AddColumn(column, zero))
     if zero is not None and conn.dialect.name == "postgresql":
         # The default only fills the rows that exist; the code always writes the column itself.
-        conn.execute(sa.text(f"ALTER TABLE {preparer.format_table(table)} ALTER COLUMN "
-                             f"{preparer.format_column(column)} DROP DEFAULT"))
+        conn.execute(DropDefault(column))
 
 
 def _zero_value(column: sa.Column) -> str:

@@ -112,6 +112,22 @@ def _from_dagster(workflow_name: str, spine_id: str, dagster_run_id: str, starte
         dagster_run_id=dagster_run_id, dagster_run_ids=[dagster_run_id])
 
 
+def _explained(error: Any) -> str:
+    """``error``'s message; when it only wraps the real error (Dagster's ``Error occurred while
+    executing op ...``, ``Error executing resource_fn ...``), the real one's class and message too."""
+    message = error.message.strip()
+    inner = error
+    while inner.cause is not None and inner.cls_name.startswith("Dagster"):
+        inner = inner.cause
+    if inner is not error:
+        text = inner.message.strip()
+        head, sep, rest = text.partition(": ")
+        if sep and head.endswith(inner.cls_name):  # Dagster writes "module.Class: message"
+            text = rest
+        message = f"{message} {inner.cls_name}: {text}"
+    return message
+
+
 def dagster_failure(result: Any, step_of_key: dict[str, str] | None = None
                     ) -> tuple[str | None, str | None, str | None]:
     """(message, failed spine step, error class) of a failed ``execute_job`` result."""
@@ -129,7 +145,7 @@ def dagster_failure(result: Any, step_of_key: dict[str, str] | None = None
             while cause is not None and not unreachable_category(cls):
                 cls = cause.cls_name if unreachable_category(cause.cls_name) else cls
                 cause = cause.cause
-            message = error.message.strip()
+            message = _explained(error)
         break
     failure = result.get_run_failure_event() if hasattr(result, "get_run_failure_event") else None
     if message is None and failure is not None and failure.message:
@@ -138,5 +154,5 @@ def dagster_failure(result: Any, step_of_key: dict[str, str] | None = None
         data = getattr(failure, "job_failure_data", None)
         error = getattr(data, "error", None)
         if error is not None:
-            message = f"{message} {error.cls_name}: {error.message.strip()}"
+            message = f"{message} {error.cls_name}: {_explained(error)}"
     return message, step, cls

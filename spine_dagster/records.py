@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from .context import WorkflowContext
+from .errors import CheckpointCorruptError
 from .results import WorkflowStatus
 from .serialization import loads
 from .snapshot import CONTEXT_KEYS, check_snapshot, context_of
@@ -155,24 +156,41 @@ class RunRecord:
     raw_signature: Any = None
     _decoded: dict[str, Any] = field(default_factory=dict)
 
-    def _decode(self, name: str, raw: Any) -> Any:
+    def _decode(self, name: str, raw: Any, kind: type | None = None) -> Any:
+        """The stored JSON of one column; a value of the wrong type is refused, not dropped."""
         if name not in self._decoded:
-            self._decoded[name] = None if raw is None else loads(
+            value = None if raw is None else loads(
                 raw, where=f"the record of run {self.run_id!r} ({name})")
+            if kind is not None and value is not None and not isinstance(value, kind):
+                expected = "a JSON object" if kind is dict else "a JSON array"
+                raise CheckpointCorruptError(
+                    f"the record of run {self.run_id!r} in core_workflow_runs: {name} is "
+                    f"{type(value).__name__}, expected {expected}; spine_dagster did not write "
+                    f"this, the row was edited. Repair that column (or set it to NULL), or "
+                    f"delete the run.")
+            self._decoded[name] = value
         return self._decoded[name]
+
+    def check(self) -> RunRecord:
+        """Decode every stored column now: ``CheckpointCorruptError`` for an edited one.
+
+        Resumes call it before they launch anything, so that an edited record stops them
+        before they write."""
+        for _ in (self.params, self.original_params, self.partition, self.final_context,
+                  self.workflow_signature):
+            pass
+        return self
 
     @property
     def params(self) -> dict[str, Any]:
         """The effective params: the original ones with every resume's override applied."""
-        value = self._decode("params", self.raw_params)
-        return dict(value) if isinstance(value, dict) else {}
+        return dict(self._decode("params", self.raw_params, dict) or {})
 
     @property
     def original_params(self) -> dict[str, Any]:
         if self.raw_original_params is None:
             return self.params
-        value = self._decode("original_params", self.raw_original_params)
-        return dict(value) if isinstance(value, dict) else {}
+        return dict(self._decode("original_params", self.raw_original_params, dict) or {})
 
     @property
     def partition(self) -> Any:
@@ -180,13 +198,11 @@ class RunRecord:
 
     @property
     def final_context(self) -> dict[str, Any] | None:
-        value = self._decode("context", self.raw_context)
-        return value if isinstance(value, dict) else None
+        return self._decode("context", self.raw_context, dict)
 
     @property
     def workflow_signature(self) -> list[Any] | None:
-        value = self._decode("workflow_signature", self.raw_signature)
-        return value if isinstance(value, list) else None
+        return self._decode("workflow_signature", self.raw_signature, list)
 
     @property
     def context(self) -> WorkflowContext:

@@ -291,6 +291,7 @@ def plan_resume(store: CheckpointStore, record: RunRecord, signature: Sequence[S
     if on_stale not in ON_STALE:
         raise InvalidSettingError(f"on_stale must be one of {ON_STALE}, got {on_stale!r}")
     override = check_params_override(params_override)
+    record.check()
     names = [s[0] for s in signature]
     position = {name: i for i, name in enumerate(names)}
     status = record.status.value

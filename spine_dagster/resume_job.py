@@ -32,7 +32,6 @@ Example:
 
 # No `from __future__ import annotations`: Dagster reads the op's config annotation at runtime.
 
-import os
 from typing import Any, Optional
 
 from dagster import (
@@ -51,7 +50,7 @@ from dagster import (
 from pydantic import Field
 
 from .client import SpineDagsterClient
-from .graphql import ENV_WEBSERVER_URL, default_webserver_url
+from .graphql import default_webserver_url
 from .io_manager import SpineCheckpointIOManager
 from .resources import IO_MANAGER_KEY
 

@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence, TypeVar
 import sqlalchemy as sa
 
 from . import db
-from .errors import InvalidRunIdError
+from .errors import CheckpointCorruptError, InvalidRunIdError
 from .records import RunRecord, StepRow
 from .results import WorkflowStatus
 from .schema import RUN_ID_LENGTH, dagster_runs, runs, steps
@@ -297,6 +297,20 @@ class RunStore:
             dagster_runs.c.dagster_run_id == run_id)).first()
         return owner[0] if owner else None
 
+    def resolve_run_id(self, run_id: str) -> str | None:
+        """The spine run id that ``run_id`` (a spine or Dagster run id) names, reading nothing
+        else of the run (so it works when the run's rows are damaged)."""
+        check_run_id(run_id)
+        with self._begin() as conn:
+            return self.find_run_id(conn, run_id)
+
+    def owner_of(self, dagster_run_id: str) -> str | None:
+        """The spine run whose lineage holds this Dagster run, if any."""
+        with self._begin() as conn:
+            owner = conn.execute(sa.select(dagster_runs.c.run_id).where(
+                dagster_runs.c.dagster_run_id == dagster_run_id)).first()
+        return owner[0] if owner else None
+
     def list_runs(self, *, status: str | None = None, workflow_name: str | None = None,
                   limit: int = 100) -> list[RunRecord]:
         query = self._run_query().order_by(runs.c.created_at.desc()).limit(limit)
@@ -361,7 +375,10 @@ def run_record(cls: type, row: Any, lineage: list[str]) -> Any:
     try:
         status = WorkflowStatus(row.status)
     except ValueError:
-        status = WorkflowStatus.FAILED
+        raise CheckpointCorruptError(
+            f"the record of run {row.run_id!r} in core_workflow_runs: status {row.status!r} is "
+            f"not one of {[s.value for s in WorkflowStatus]}; spine_dagster did not write this, "
+            f"the row was edited. Set the status back (failed, to resume the run).") from None
     return cls(
         run_id=row.run_id, workflow_name=row.workflow_name, status=status,
         error_step=row.error_step, error=row.error, error_category=row.error_category,

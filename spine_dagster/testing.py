@@ -72,14 +72,14 @@ def temporary_store(database_url: str | None = None) -> Iterator[str]:
     schema = f"spine_test_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(url, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        conn.execute(sa.schema.CreateSchema(schema))
     try:
         yield url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
             hide_password=False)
     finally:
         db.dispose_all()
         with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            conn.execute(sa.schema.DropSchema(schema, cascade=True, if_exists=True))
         admin.dispose()
 
 
