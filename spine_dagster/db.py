@@ -434,8 +434,13 @@ def current_version(conn: sa.Connection) -> int | None:
 
 @contextlib.contextmanager
 def _migration_lock(conn: sa.Connection) -> Iterator[None]:
+    """Hold the database's write lock for the whole upgrade, so that two processes that open a
+    new database at once never see each other's half-made schema. SQLite's driver would run each
+    CREATE TABLE in a transaction of its own: ``BEGIN IMMEDIATE`` makes them one."""
     if conn.dialect.name == "postgresql":
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(7351001)"))
+    elif conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
     yield
 
 
