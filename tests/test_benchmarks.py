@@ -46,7 +46,10 @@ def test_run_py_writes_every_benchmark_for_both_backends(tmp_path):
     for backend in ("sqlite", "postgres"):  # every goal of the fused mode, with its evidence
         write = data["checkpoint_write_vs_driver"]["backends"][backend]
         assert write["save_checkpoint_ms"] > 0 and write["driver_upsert_ms"] > 0
-        assert data["fused_vs_unfused"]["backends"][backend]["unfused_per_step_ms"] > 0
+        # a per-step cost is a difference of two run times: in a tiny run, noise can make it < 0
+        assert isinstance(data["fused_vs_unfused"]["backends"][backend]["unfused_per_step_ms"],
+                          float)
+        assert data["fused_vs_unfused"]["backends"][backend]["unfused_n_median_s"] > 0
         run = data["fused_run_vs_dbos"]["backends"][backend]
         if importlib.util.find_spec("dbos") is None:  # optional: the `bench` extra
             assert run["ratio"] is None and "pip install" in run["skipped"]
