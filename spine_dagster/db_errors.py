@@ -1,6 +1,16 @@
 """What a database error means: a lost connection (worth a retry), a read-only database, a full
 disk, or an unreachable server, and the ``DatabaseUnavailableError`` that says so and names the
-fix. :mod:`spine_dagster.db` uses it for every transaction and write.
+fix. :mod:`spine_dagster.db` uses it for every transaction and write. The password is masked.
+
+Example:
+
+>>> import sqlalchemy as sa
+>>> refused = sa.exc.OperationalError("SELECT 1", {}, Exception("Connection refused"))
+>>> print(unavailable("postgresql+psycopg2://app:s3cret@db.example/prod", refused))
+cannot reach the checkpoint database at postgresql+psycopg2://app:***@db.example/prod
+(unreachable: Connection refused). Check that the database server is running ...
+>>> _transient(refused)  # worth a retry
+True
 """
 
 from __future__ import annotations

@@ -327,4 +327,16 @@ def in_process(context: Any) -> bool:
     """True when the run's steps all run in this process (the in-process executor)."""
     step_context = getattr(context, "step_context", None)
     job_def = step_context.job_def if step_context is not None else context.job_def
-    return job_def.executor_def.name == "in_process"
+    name = job_def.executor_def.name
+    if name in IN_PROCESS_EXECUTORS:
+        return True
+    if name == "multi_or_in_process_executor":  # the default executor: its config says which
+        run = step_context.dagster_run if step_context is not None else context.run
+        execution = ((run.run_config or {}).get("execution") or {}).get("config") or {}
+        return "in_process" in execution
+    return False
+
+
+IN_PROCESS_EXECUTORS = frozenset({"in_process", "execute_in_process_executor"})
+"""Executors whose steps all run in the run's own process (``execute_in_process`` uses the
+second one, whatever executor the job has)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 import sqlalchemy as sa
 
 from spine_dagster import Step, StepResult, Workflow, WorkflowStatus
@@ -151,3 +152,20 @@ def test_a_checkpoint_that_cannot_be_written_stops_the_run_at_its_step(runner, d
     resumed = runner.resume(result.run_id)
     assert resumed.status == WorkflowStatus.COMPLETED
     assert calls == ["second", "third"]
+
+
+def _count(ctx, config):
+    return StepResult.ok(output={"n": 1})
+
+
+@pytest.mark.parametrize("executor", ["in_process", "multiprocess"])
+def test_execute_in_process_keeps_the_process_pool(pg_schema_url, executor):
+    """``job.execute_in_process()`` runs every step in this process, whatever the job's executor:
+    this process is no step worker, and keeps its pooled PostgreSQL connection (no NullPool)."""
+    from spine_dagster import build_job
+    from spine_dagster import db as spine_db
+
+    job = build_job(Workflow("io.pool", [Step.lambda_("a", _count), Step.lambda_("b", _count)]),
+                    database_url=pg_schema_url, executor=executor)
+    assert job.execute_in_process().success
+    assert spine_db.pool_class(pg_schema_url) == "QueuePool"
