@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import pg_schema, write_dagster_home
 from deployment_support import STARTUP_SECONDS, ProcessSession, body_timeout, free_port, wait_until
 
 from spine_dagster import SpineDagsterClient
@@ -33,21 +32,16 @@ UI_REEXECUTE = """mutation LaunchPipelineReexecution($reexecutionParams: Reexecu
 }"""
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def demo_env(request, tmp_path):
+@pytest.fixture
+def demo_env(tmp_path):
+    """`make demo` as documented: embedded SQLite, in a home of the test's own. (The PostgreSQL
+    deployment shape is served by tests/test_dg_dev.py and the deployment tests.)"""
     home = tmp_path / "spine_home"
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTHONPATH", "DAGSTER_HOME", "SPINE_DAGSTER_DATABASE_URL",
                         "SPINE_DAGSTER_WORKSPACE", "SPINE_DAGSTER_WEBSERVER_URL")}
     env.update(SPINE_DAGSTER_HOME=str(home), PYTHONUNBUFFERED="1")
-    if request.param == "sqlite":
-        yield env
-        return
-    with pg_schema("spine_demo") as url:
-        dagster_home = write_dagster_home(tmp_path / "pg_home", "postgres",
-                                          request.getfixturevalue("pg_dagster_url"))
-        env.update(DAGSTER_HOME=dagster_home, SPINE_DAGSTER_DATABASE_URL=url)
-        yield env
+    return env
 
 
 @pytest.fixture

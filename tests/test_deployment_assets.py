@@ -139,6 +139,9 @@ BACKFILL = """mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(back
   __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
 
 
+# On the PostgreSQL deployment only (the production shape): the backfill daemon works in 30 s
+# iterations, and the resume paths it relies on are tested on both backends above.
+@pytest.mark.parametrize("deployment", ["postgres"], indirect=True, ids=["postgres-deployment"])
 def test_a_backfill_partition_that_failed_resumes_alone(deployment, daemon, flags, monkeypatch):
     days = ["2026-01-02", "2026-01-03", "2026-01-04"]
     (flags / "fail_2026-01-03").touch()

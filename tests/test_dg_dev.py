@@ -38,7 +38,9 @@ JOBS_QUERY = """{ repositoriesOrError { ... on RepositoryConnection { nodes {
 ASSETS_QUERY = """{ assetNodes { assetKey { path } kinds groupName jobNames } }"""
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+# PostgreSQL (Dagster storage and checkpoints), the production shape; `dg` on SQLite is
+# tests/test_component.py's.
+@pytest.fixture(params=["postgres"])
 def dg_dev(request, tmp_path, monkeypatch):
     """``dg dev`` on examples/dg_project; yields (client, DAGSTER_HOME, checkpoint URL)."""
     if request.param == "postgres":

@@ -1,4 +1,4 @@
-"""Run state lives with the run: 45 runs in one process grow no module-level container of
+"""Run state lives with the run: 30 runs in one process grow no module-level container of
 spine_dagster, no thread and no database connection.
 
 The runs mix workflows built inside a function (closures; half of them failed, then resumed) with
@@ -19,7 +19,7 @@ from dagster import DagsterInstance
 import run_soak
 from spine_dagster import WorkflowRunner
 
-RUNS, WARM = 45, 15
+RUNS, WARM = 30, 10
 
 
 @pytest.fixture
