@@ -18,10 +18,10 @@ $(BIN)/.installed: pyproject.toml
 demo: $(BIN)/.installed
 	$(BIN)/python examples/demo.py
 
-# Four workers on two cores: many tests wait on Dagster's processes (webserver, daemon, run
+# Three workers on two cores: many tests wait on Dagster's processes (webserver, daemon, run
 # workers). --dist loadfile keeps a file's tests (and its module-scoped deployment) on one worker.
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -n 4 --dist loadfile
+	$(BIN)/python -m pytest -n 3 --dist loadfile
 
 # The UI on the instance the demo wrote to; `make ui PORT=3001` for another port. The URL is
 # recorded in $(SPINE_HOME)/webserver_url, where spine_resume and SpineDagsterClient look for it.
