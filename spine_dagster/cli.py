@@ -90,11 +90,13 @@ def _store(args: argparse.Namespace):
 
 
 def _import_workflow_of(record: Any) -> None:
-    """Best effort: import the run's workflow (and so the classes of its stored values), as a
-    resume would, so that checkpoints holding enums or models can be shown."""
+    """Best effort: import the run's workflow module (and so the classes of its stored values),
+    so that checkpoints holding enums or models can be shown. Only a ``module:attr`` ref, as
+    ``import`` would: a ``file:`` ref names a script path, which the run record (untrusted
+    stored data) could point anywhere, and a command that only shows data never runs one."""
     if os.getcwd() not in sys.path:  # `module:attr` workflow refs resolve from the project dir
         sys.path.insert(0, os.getcwd())
-    if record is None or not record.workflow_ref:
+    if record is None or not record.workflow_ref or record.workflow_ref.startswith("file:"):
         return
     from .locate import load_workflow  # noqa: PLC0415
 

@@ -310,3 +310,22 @@ def _instance_of(env):
     from dagster import DagsterInstance
 
     return DagsterInstance.from_config(env["DAGSTER_HOME"])
+
+
+def test_showing_a_run_never_runs_the_script_its_record_names(database_url, env, tmp_path, capsys):
+    """The run record is stored data: a ``file:`` workflow ref edited to name some script is not
+    run by the commands that only show a run (``checkpoints``, ``checkpoint``)."""
+    marker = tmp_path / "ran"
+    script = tmp_path / "planted.py"
+    script.write_text(f"open({str(marker)!r}, 'w').close()\nWF = None\n")
+    store = CheckpointStore(database_url)
+    make_run(store, "shown-run", "failed", checkpoint_days=0, steps=2)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE core_workflow_runs SET workflow_ref = :r WHERE run_id = :i"),
+                     {"r": f"file:{script}:WF", "i": "shown-run"})
+    db = ("--database-url", database_url)
+    code, out, _ = run_main(capsys, "checkpoints", "shown-run", *db)
+    assert code == 0 and "s1" in out
+    code, out, _ = run_main(capsys, "checkpoint", "shown-run", "s1", *db)
+    assert code == 0 and "s1" in out, out
+    assert not marker.exists()
