@@ -175,7 +175,8 @@ LONGEST_FIRST = ("test_deployment_assets.py", "test_deployment.py", "faults/test
                  "test_queued_runs.py", "faults/test_pg_outage.py", "test_ui.py",
                  "faults/test_run_state.py", "test_component.py", "test_dg_dev.py",
                  "test_resume.py", "test_runner.py", "test_cli.py", "test_pools.py",
-                 "test_fused.py", "test_strategies.py", "faults/test_security.py")
+                 "test_fused.py", "test_strategies.py", "faults/test_security.py",
+                 "test_benchmarks.py", "test_demo.py", "faults/test_concurrency.py")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -256,7 +256,7 @@ def test_spine_resume_job_resumes_from_the_launchpad(deployment):
 def _retry_of(deployment: Deployment, run_id: str) -> str:
     return wait_until(f"the daemon to retry {run_id}",
                       lambda: deployment.instance.get_run_by_id(run_id).tags.get(
-                          "dagster/auto_retry_run_id"), 120, deployment.processes)
+                          "dagster/auto_retry_run_id"), 240, deployment.processes)
 
 
 def _will_retry(deployment: Deployment, run_id: str) -> str:
@@ -266,6 +266,9 @@ def _will_retry(deployment: Deployment, run_id: str) -> str:
                           "dagster/will_retry"), 30, deployment.processes)
 
 
+# The daemon acts on a failure in its own iterations: on a loaded machine a retry can take
+# minutes, so this body has more time than the others.
+@body_timeout(600)
 def test_auto_resume_retries_retryable_failures_only(deployment, daemon):
     # A: TRANSIENT once -> resumed once, completes. B: TRANSIENT twice -> resumed once, then stays
     # failed (max_resumes=1).
