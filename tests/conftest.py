@@ -167,22 +167,3 @@ def deployment(request, tmp_path) -> Iterator[tuple[str, str]]:
                                   request.getfixturevalue("pg_dagster_url"))
         yield home, request.getfixturevalue("pg_schema_url")
 
-
-# The longest test files first, so that `pytest -n N --dist loadfile` (make test) starts them
-# while the short ones fill the other workers: the suite then ends close to total time / N.
-# Within a file the order is pytest's own (it groups tests by their module-scoped deployments).
-LONGEST_FIRST = ("test_deployment_assets.py", "test_deployment.py", "faults/test_sigkill.py",
-                 "test_queued_runs.py", "faults/test_pg_outage.py", "test_ui.py",
-                 "faults/test_run_state.py", "test_component.py", "test_dg_dev.py",
-                 "test_resume.py", "test_runner.py", "test_cli.py", "test_pools.py",
-                 "test_fused.py", "test_strategies.py", "faults/test_security.py",
-                 "test_benchmarks.py", "test_demo.py", "faults/test_concurrency.py")
-
-
-def pytest_collection_modifyitems(config, items):
-    def rank(item) -> int:
-        path = item.nodeid.split("::")[0]
-        return next((i for i, name in enumerate(LONGEST_FIRST) if path.endswith(name)),
-                    len(LONGEST_FIRST))
-
-    items.sort(key=rank)  # stable: the order within a file is kept

@@ -1,4 +1,4 @@
-"""Run state lives with the run: 30 runs in one process grow no module-level container of
+"""Run state lives with the run: 18 runs in one process grow no module-level container of
 spine_dagster, no thread and no database connection.
 
 The runs mix workflows built inside a function (closures; half of them failed, then resumed) with
@@ -19,7 +19,7 @@ from dagster import DagsterInstance
 import run_soak
 from spine_dagster import WorkflowRunner
 
-RUNS, WARM = 30, 10
+RUNS, WARM = 18, 6
 
 
 @pytest.fixture
@@ -62,7 +62,8 @@ def test_runs_grow_no_module_level_state(database_url, soak_instance):
     print("\n" + report)
 
     assert run_soak.grown(first, last) == {}, report
-    # the function-built workflows are gone with their runs
-    assert last["caches"]["locate._LOCAL"] <= 1, report
+    # the function-built workflows are gone with their runs (other tests of this process may
+    # hold a few of their own: none is added)
+    assert last["caches"]["locate._LOCAL"] <= first["caches"]["locate._LOCAL"], report
     if pg_count is not None:
         assert 0 < last["pg_connections"] <= 5, report
