@@ -26,7 +26,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import pytest
 from conftest import pg_schema, write_dagster_home
@@ -110,6 +110,18 @@ class ProcessSession:
         self._log.close()
         left = self.members()
         assert not left, f"{self.name}: processes {left} of session {self.sid} survived SIGKILL"
+
+
+def stop_all(processes: Iterable[ProcessSession]) -> None:
+    """Stop every process in turn, even when one of them fails to stop; then fail with every
+    error at once."""
+    errors = []
+    for process in processes:
+        try:
+            process.stop()
+        except AssertionError as exc:
+            errors.append(str(exc))
+    assert not errors, errors
 
 
 def free_port() -> int:
@@ -247,14 +259,10 @@ def serve_location(request, tmp_path_factory, location: str, probe_job: str,
                    lambda: _loaded(client, probe_job), STARTUP_SECONDS, [webserver])
         yield dep
     finally:
-        errors = []
-        for process in reversed(dep.processes):
-            try:
-                process.stop()
-            except AssertionError as exc:
-                errors.append(str(exc))
-        instance.dispose()
-        assert not errors, errors
+        try:
+            stop_all(reversed(dep.processes))
+        finally:
+            instance.dispose()
 
 
 @pytest.fixture(scope="module")

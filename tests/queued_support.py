@@ -24,7 +24,14 @@ from typing import Any, Callable, Iterable, Iterator
 import sqlalchemy as sa
 from conftest import PG_URL, require_postgres
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
-from deployment_support import STARTUP_SECONDS, ProcessSession, _binary, free_port, wait_until
+from deployment_support import (
+    STARTUP_SECONDS,
+    ProcessSession,
+    _binary,
+    free_port,
+    stop_all,
+    wait_until,
+)
 
 from spine_dagster import SpineDagsterClient
 from spine_dagster import db as spine_db
@@ -228,11 +235,7 @@ def queued_deployment(root: Path, *, max_concurrent_runs: int = 2, dequeue_inter
                        instance.get_daemon_heartbeats(), STARTUP_SECONDS, dep.processes)
             yield dep
         finally:
-            errors = []
-            for process in reversed(dep.processes):
-                try:
-                    process.stop()
-                except AssertionError as exc:
-                    errors.append(str(exc))
-            instance.dispose()
-            assert not errors, errors
+            try:
+                stop_all(reversed(dep.processes))
+            finally:
+                instance.dispose()

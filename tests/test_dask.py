@@ -30,7 +30,7 @@ import pytest
 import sqlalchemy as sa
 from conftest import pg_schema, write_dagster_home
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
-from deployment_support import ProcessSession, body_timeout, free_port, wait_until
+from deployment_support import ProcessSession, body_timeout, free_port, stop_all, wait_until
 from workflows_dask import CHAIN, records
 
 from spine_dagster import WorkflowRunner
@@ -83,13 +83,7 @@ class DaskCluster:
             client.wait_for_workers(count, timeout=120)
 
     def stop(self) -> None:
-        errors = []
-        for process in [*self.workers, self.scheduler]:
-            try:
-                process.stop()
-            except AssertionError as exc:
-                errors.append(str(exc))
-        assert not errors, errors
+        stop_all([*self.workers, self.scheduler])
 
 
 @pytest.fixture(scope="module")
