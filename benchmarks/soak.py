@@ -32,11 +32,9 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
-import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "faults"))
@@ -56,35 +54,19 @@ def workspace() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def database(backend: str, workdir: Path, pg_url: str) -> Iterator[str]:
-    if backend == "sqlite":
-        from spine_dagster import db as spine_db
+def database(backend: str, pg_url: str):
+    """The checkpoint database of one soak: SQLite in a temporary directory, or a new schema in
+    ``pg_url``, dropped at the end (:func:`spine_dagster.testing.temporary_store`)."""
+    from spine_dagster.testing import temporary_store
 
-        try:
-            yield f"sqlite:///{workdir}/checkpoints.db"
-        finally:
-            spine_db.dispose_all()
-        return
-    schema = f"spine_soak_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{pg_url}?options=-csearch_path%3D{schema}"
-    finally:
-        from spine_dagster import db as spine_db
-
-        spine_db.dispose_all()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    return temporary_store(None if backend == "sqlite" else pg_url)
 
 
 def kill_soak(backend: str, trials: int, seed: int, pg_url: str, verbose: bool) -> dict[str, Any]:
     from sigkill_harness import child_env, format_summary, run_trials, summary, trial_line
     from zygote import Zygote
 
-    with workspace() as workdir, database(backend, workdir, pg_url) as url:
+    with workspace() as workdir, database(backend, pg_url) as url:
         with Zygote(workdir / "zygote", child_env(workdir), warm_url=url) as zygote:
             started = time.monotonic()
             results, _ = run_trials(zygote, url, workdir, trials, seed,
@@ -105,7 +87,7 @@ def runs_soak(backend: str, runs: int, every: int, pg_url: str,
     from sigkill_harness import child_env
     from spine_dagster import WorkflowRunner
 
-    with workspace() as workdir, database(backend, workdir, pg_url) as url:
+    with workspace() as workdir, database(backend, pg_url) as url:
         env = child_env(workdir)
         os.environ.update({k: env[k] for k in ("SPINE_DAGSTER_HOME", "SPINE_DAGSTER_WORKSPACE")})
         if dagster_events == "consolidated":
