@@ -27,6 +27,10 @@ test: $(BIN)/.installed
 # recorded in $(SPINE_HOME)/webserver_url, where spine_resume and SpineDagsterClient look for it.
 ui: $(BIN)/.installed
 	mkdir -p "$(SPINE_HOME)/dagster_home" && echo "http://127.0.0.1:$(PORT)" > "$(SPINE_HOME)/webserver_url"
+	@# Create the instance's storage first: on a new SQLite home, dagster dev's three processes
+	@# would all create it at once, and Dagster's migrations can race there.
+	DAGSTER_HOME=$${DAGSTER_HOME:-$(SPINE_HOME)/dagster_home} \
+	$(BIN)/python -c "from dagster import DagsterInstance; DagsterInstance.get().dispose()"
 	DAGSTER_HOME=$${DAGSTER_HOME:-$(SPINE_HOME)/dagster_home} \
 	SPINE_DAGSTER_WEBSERVER_URL=http://127.0.0.1:$(PORT) \
 	$(BIN)/dagster dev -w workspace.yaml -p $(PORT)

@@ -344,8 +344,19 @@ LAUNCH = """mutation($p: ExecutionParams!) { launchRun(executionParams: $p) {
     ... on RunConfigValidationInvalid { errors { message } } } }"""
 
 
+LOCATIONS = """{ workspaceOrError { ... on Workspace { locationEntries { name
+    locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
+
+
 def _repositories(url: str) -> list | None:
+    """The repositories served, or None while the webserver is not serving; a code location that
+    failed to load fails the caller at once, with Dagster's error, rather than at the deadline."""
     try:
+        entries = _graphql(url, LOCATIONS)["workspaceOrError"].get("locationEntries") or []
+        for entry in entries:
+            error = entry.get("locationOrLoadError") or {}
+            assert error.get("__typename") != "PythonError", (
+                f"code location {entry['name']} failed to load: {error.get('message')}")
         return _graphql(url, REPOSITORIES)["repositoriesOrError"].get("nodes")
     except (urllib.error.URLError, ConnectionError, json.JSONDecodeError):
         return None  # not serving yet
@@ -361,11 +372,14 @@ def dagster_dev(tmp_path) -> Iterator[tuple[str, str, DagsterInstance, list]]:
     url = f"http://127.0.0.1:{free_port()}"
     env = {**os.environ, "DAGSTER_HOME": home, "SPINE_DAGSTER_DATABASE_URL": database_url,
            "SPINE_DAGSTER_HOME": str(tmp_path / "spine")}
+    # The instance first: it creates and stamps the SQLite storage. `dagster dev` starts a
+    # webserver, a daemon and a code server that would otherwise all create it at once, and
+    # Dagster's SQLite migrations race ("alembic_version has more than one head", seen in CI).
+    instance = DagsterInstance.from_config(home)
     proc = ProcessSession(
         "dagster dev", [str(Path(sys.executable).parent / "dagster"), "dev", "-w",
                         "workspace.yaml", "-h", "127.0.0.1", "-p", url.rsplit(":", 1)[1]],
         env, tmp_path / "dagster_dev.log", cwd=ROOT)
-    instance = DagsterInstance.from_config(home)
     try:
         nodes = wait_until("dagster dev to serve the code location", lambda: _repositories(url),
                            STARTUP_SECONDS, [proc])
