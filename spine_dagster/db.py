@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -91,7 +92,7 @@ def _create_engine(url: str) -> sa.Engine:
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record):  # pragma: no cover - exercised by every sqlite test
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
+            _wal(cur)
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
@@ -104,6 +105,26 @@ def _create_engine(url: str) -> sa.Engine:
     engine = sa.create_engine(url, **kwargs)
     _ping_when_stale(engine)
     return engine
+
+
+SQLITE_LOCK_SECONDS = 30.0  # as long as the connections' busy timeout
+
+
+def _wal(cur: Any) -> None:
+    """Put the SQLite file in WAL mode. Switching needs an exclusive lock, and while another
+    connection holds a write lock (another process creating the schema of a new database, say)
+    SQLite answers "database is locked" at once instead of waiting on its busy timeout; so wait
+    here, as the busy timeout would. A file already in WAL mode needs no switch."""
+    deadline = time.monotonic() + SQLITE_LOCK_SECONDS
+    while True:
+        try:
+            if str(cur.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 _step_worker = False

@@ -43,3 +43,39 @@ def test_processes_that_open_a_new_database_at_once_all_get_the_schema(database_
     for url in urls:
         for done in first_use_at_once(url):
             assert done.returncode == 0 and done.stdout.strip() == "0", done.stderr[-2000:]
+
+
+@pytest.mark.timeout(60)
+def test_a_new_sqlite_database_write_locked_by_another_connection_is_waited_for(tmp_path):
+    """Switching a new SQLite file to WAL mode needs an exclusive lock, and SQLite answers
+    "database is locked" at once, not after its busy timeout, while another connection holds a
+    write lock (seen in CI when four processes opened a new database at once). The first use
+    waits for the lock instead, and then works."""
+    import sqlite3
+    import threading
+
+    from spine_dagster import CheckpointStore
+
+    path = tmp_path / "checkpoints.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # a write lock on a file still in rollback-journal mode
+    holder.execute("CREATE TABLE other_tool (x)")
+    result: dict = {}
+
+    def first_use() -> None:
+        try:
+            result["runs"] = CheckpointStore.for_url(f"sqlite:///{path}").list_runs()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            result["error"] = exc
+
+    worker = threading.Thread(target=first_use)
+    worker.start()
+    time.sleep(1.0)  # the first use is waiting on the lock now
+    assert worker.is_alive() and not result, result
+    holder.execute("COMMIT")
+    holder.close()
+    worker.join(30)
+    assert result == {"runs": []}, result
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("SELECT x FROM other_tool").fetchall() == []
