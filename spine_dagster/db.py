@@ -445,10 +445,20 @@ def upsert(dialect: str, table: sa.Table, values: dict[str, Any], keys: Sequence
 
 
 def current_version(conn: sa.Connection) -> int | None:
-    """The schema version recorded in the database; None when it has no spine tables."""
+    """The schema version recorded in the database; None when it has no spine tables.
+
+    Each of these reads can see a different moment (SQLite's driver runs each in a transaction
+    of its own; PostgreSQL reads committed data per statement), and another process may commit
+    a new schema in between: its tables and its version row come in one transaction. So the
+    checkpoint table is read first: seen absent, the database is treated as
+    empty (``upgrade`` then looks again under its lock); seen present, the version row is
+    committed too. Read the other way round, a schema committed between the two reads looked
+    like "schema version 0" (seen in CI, four processes opening a new database at once)."""
     inspector = sa.inspect(conn)
+    if not inspector.has_table("core_workflow_checkpoints"):
+        return None
     if not inspector.has_table(schema_version.name):
-        return 0 if inspector.has_table("core_workflow_checkpoints") else None
+        return 0  # spine tables from before schema versions were recorded
     row = conn.execute(sa.select(schema_version.c.version)).first()
     return row[0] if row else 0
 

@@ -79,3 +79,33 @@ def test_a_new_sqlite_database_write_locked_by_another_connection_is_waited_for(
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("SELECT x FROM other_tool").fetchall() == []
+
+
+@pytest.mark.timeout(60)
+def test_a_schema_committed_between_two_reads_is_never_version_0(database_url):
+    """Another process commits the whole schema just after this one's first read of it: the
+    version read is "no schema yet" (then ``upgrade`` looks again under its lock) or the new
+    version, never 0 (which refused the database as out of date: seen in CI)."""
+    import threading
+
+    import sqlalchemy as sa
+
+    from spine_dagster import db
+    from spine_dagster.schema import SCHEMA_VERSION
+
+    with db.begin(database_url) as conn:
+        fired = []
+
+        def commit_schema_elsewhere(*_args) -> None:
+            if not fired:
+                fired.append(True)
+                other = threading.Thread(target=db.upgrade, args=(database_url,))
+                other.start()
+                other.join(30)
+
+        sa.event.listen(conn, "after_cursor_execute", commit_schema_elsewhere)
+        version = db.current_version(conn)
+    assert fired
+    assert version in (None, SCHEMA_VERSION)
+    with db.begin(database_url) as conn:
+        assert db.current_version(conn) == SCHEMA_VERSION
