@@ -172,7 +172,8 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
                 f"run {run_id!r} has no checkpoint for step {args.step!r}.",
                 hint=f"List them with: spine-dagster checkpoints {run_id}")
         try:
-            print(json.dumps(json.loads(raw), indent=2, ensure_ascii=False))
+            # allow_nan=False: a NaN or 1e999 in the row is printed as stored, not as Infinity
+            print(json.dumps(json.loads(raw), indent=2, ensure_ascii=False, allow_nan=False))
         except (ValueError, RecursionError):
             print(raw)
         return 0

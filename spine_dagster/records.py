@@ -25,10 +25,24 @@ from .context import WorkflowContext
 from .errors import CheckpointCorruptError
 from .results import WorkflowStatus
 from .serialization import loads
-from .snapshot import CONTEXT_KEYS, check_snapshot, context_of
+from .snapshot import CONTEXT_KEYS, check_snapshot, context_of, repair_hint
 
 VALID, SUPERSEDED, REJECTED = "valid", "superseded", "rejected"
+STATES = (VALID, SUPERSEDED, REJECTED)
 RESUMED = "__resumed__"
+
+
+def checked_state(state: str | None, *, run_id: str, step_name: str) -> str:
+    """A checkpoint row's ``state`` (NULL: ``valid``), or ``CheckpointCorruptError``."""
+    if state is None:
+        return VALID
+    if state not in STATES:
+        raise CheckpointCorruptError(
+            f"the checkpoint of step {step_name!r} in run {run_id!r} has state {state!r}, not "
+            f"one of {list(STATES)}; spine_dagster did not write this, the row was edited. Set it "
+            f"to 'superseded' (the step then runs again on resume) or back to what it was, or "
+            f"delete the run's checkpoints to start over.")
+    return state
 
 
 @dataclass
@@ -79,7 +93,9 @@ class Checkpoint:
     def from_text(cls, text: Any, *, run_id: str, step_name: str, **fields: Any) -> Checkpoint:
         """A checkpoint from its stored JSON text, checked (``CheckpointCorruptError``)."""
         where = f"the checkpoint of step {step_name!r} in run {run_id!r}"
-        snapshot = check_snapshot(loads(text, where=where), run_id=run_id, step_name=step_name,
+        fields["state"] = checked_state(fields.get("state"), run_id=run_id, step_name=step_name)
+        snapshot = check_snapshot(loads(text, where=where, fix=repair_hint(run_id, step_name)),
+                                  run_id=run_id, step_name=step_name,
                                   own_output=fields.get("item_index") is None)
         # the seed's nested view ("What Gets Saved"): snapshot["context"]["params"], ...
         snapshot.setdefault("context", {k: snapshot.get(k) for k in CONTEXT_KEYS})
@@ -160,7 +176,8 @@ class RunRecord:
         """The stored JSON of one column; a value of the wrong type is refused, not dropped."""
         if name not in self._decoded:
             value = None if raw is None else loads(
-                raw, where=f"the record of run {self.run_id!r} ({name})")
+                raw, where=f"the record of run {self.run_id!r} in core_workflow_runs ({name})",
+                fix="Repair that column (or set it to NULL), or delete the run.")
             if kind is not None and value is not None and not isinstance(value, kind):
                 expected = "a JSON object" if kind is dict else "a JSON array"
                 raise CheckpointCorruptError(
@@ -171,14 +188,16 @@ class RunRecord:
             self._decoded[name] = value
         return self._decoded[name]
 
-    def check(self) -> RunRecord:
+    def check(self, *, context: bool = True) -> RunRecord:
         """Decode every stored column now: ``CheckpointCorruptError`` for an edited one.
 
         Resumes call it before they launch anything, so that an edited record stops them
-        before they write."""
-        for _ in (self.params, self.original_params, self.partition, self.final_context,
-                  self.workflow_signature):
+        before they write. The store's ``get_run`` checks every column but the (possibly large)
+        final context, which is checked when it is read."""
+        for _ in (self.params, self.original_params, self.partition, self.workflow_signature):
             pass
+        if context:
+            _ = self.final_context
         return self
 
     @property

@@ -32,9 +32,10 @@ already imported (``sys.modules``), and must be an ``Enum`` or a pydantic ``Base
 subclass; only the enum's own lookup by value or the model's own validation then runs. The
 processes that read a run's checkpoints for a resume import the run's workflow (and so the modules
 its classes live in) first. Anything else (an unknown tag, a malformed tagged value, a class of
-the wrong kind, a module that is not imported, invalid JSON, nesting deeper than a checkpoint can
-hold) raises :class:`~spine_dagster.errors.CheckpointCorruptError` naming where it was read and
-the path within the value.
+the wrong kind, a module that is not imported, invalid JSON, ``NaN`` or a number too large for a
+float, nesting deeper than a checkpoint can hold) raises
+:class:`~spine_dagster.errors.CheckpointCorruptError` naming where it was read and the path within
+the value.
 
 Example:
     >>> from datetime import date
@@ -68,6 +69,8 @@ MAX_DEPTH = 100
 READ_DEPTH = MAX_DEPTH + 16
 """The deepest nesting a stored row may have (a snapshot wraps outputs in a few levels)."""
 _BIG_FLOAT = 1e16  # from here on, repr() uses an exponent and JSONB would store an integer
+FIX = "Inspect it (spine-dagster checkpoint RUN STEP --json), repair or delete it."
+"""What a ``CheckpointCorruptError`` tells the reader to do, unless the caller says better."""
 
 
 class RawJSON(str):
@@ -103,6 +106,8 @@ def _encode_special(obj: Any) -> dict[str, Any]:
 
 
 def _float(value: float) -> Any:
+    if value - value != 0:  # NaN or infinity: refused, as every reader refuses it
+        raise ValueError(f"{value!r} is not valid JSON")
     if abs(value) >= _BIG_FLOAT or (value == 0.0 and math.copysign(1.0, value) < 0):
         return {TAG: "float", "value": repr(value)}
     return value
@@ -128,7 +133,9 @@ def find_unserializable(obj: Any, path: str = "", depth: int = 0) -> str | None:
         problem = _class_problem(obj, where)
         return problem or find_unserializable(obj.value, path, depth + 1)
     if isinstance(obj, float):
-        return None if math.isfinite(obj) else f"{where}: {obj!r} is not valid JSON"
+        return None if math.isfinite(obj) else (
+            f"{where}: {obj!r} is not valid JSON (JSON has no NaN or infinity, and spine_dagster "
+            f"stores none); return None or a finite number instead")
     if isinstance(obj, str):
         return _text_problem(obj, where)
     if isinstance(obj, int):
@@ -375,81 +382,132 @@ def displayable(obj: Any) -> Any:
 
 
 # -- decoding: untrusted input -------------------------------------------------------------------
-def loads(text: str | bytes, *, where: str = "a stored value") -> Any:
+def loads(text: str | bytes, *, where: str = "a stored value", fix: str = FIX) -> Any:
     """Parse JSON text written by ``dumps``, restoring tagged values; nothing else is run.
 
-    Raises ``CheckpointCorruptError`` naming ``where`` when the text is not valid JSON, is nested
-    deeper than a checkpoint can be, or holds a tagged value that is not one we write.
+    Raises ``CheckpointCorruptError`` naming ``where`` (and ending with ``fix``, what to do) when
+    the text is not valid JSON, holds ``NaN``, ``Infinity`` or a number too large for a float
+    (Python's ``json`` would read them as ``nan`` and ``inf``; ``dumps`` never writes them), is
+    nested deeper than a checkpoint can be, or holds a tagged value that is not one we write.
     """
     if isinstance(text, (bytes, bytearray)):
         try:
             text = bytes(text).decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise CheckpointCorruptError(f"{where}: the stored text is not UTF-8 ({exc}).") from None
+            raise CheckpointCorruptError(
+                f"{where}: the stored text is not UTF-8 ({exc}). {fix}") from None
     if not isinstance(text, str):
         raise CheckpointCorruptError(
-            f"{where}: expected JSON text, found {type(text).__name__}.")
+            f"{where}: expected JSON text, found {type(text).__name__}. {fix}")
+    non_finite: list[str] = []
+
+    def number(literal: str) -> float:
+        value = float(literal)
+        if value - value != 0:  # 1e999 overflows to inf
+            non_finite.append(literal)
+        return value
+
+    def constant(literal: str) -> float:  # NaN, Infinity, -Infinity
+        non_finite.append(literal)
+        return float(literal)
+
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_float=number, parse_constant=constant)
     except RecursionError:
         raise CheckpointCorruptError(
             f"{where}: the stored JSON is nested far deeper than spine_dagster writes "
-            f"(limit {READ_DEPTH}).") from None
+            f"(limit {READ_DEPTH}). {fix}") from None
     except ValueError as exc:
-        raise CheckpointCorruptError(f"{where}: the stored text is not valid JSON ({exc}).") from None
-    return decode(data, where=where, tagged=TAG in text, in_place=True)
+        raise CheckpointCorruptError(
+            f"{where}: the stored text is not valid JSON ({exc}). {fix}") from None
+    if non_finite:
+        raise _non_finite(data, where, fix, non_finite[0])
+    return decode(data, where=where, tagged=TAG in text, in_place=True, fix=fix, finite=True)
 
 
 def decode(value: Any, *, where: str = "a stored value", tagged: bool = True,
-           in_place: bool = False) -> Any:
-    """Restore tagged values in an already-parsed JSON value (e.g. read from a JSONB column).
+           in_place: bool = False, fix: str = FIX, finite: bool = False) -> Any:
+    """Restore tagged values in an already-parsed JSON value (e.g. Dagster run config).
 
     ``tagged=False`` is a promise that the value holds no ``__spine_type__`` key (the raw text did
     not contain it): then only the nesting is checked. ``in_place=True`` lets the decoder reuse
     the containers of ``value`` (which it then owns); otherwise ``value`` is left untouched.
+    ``finite=True`` is a promise that it holds no NaN or infinity (``loads`` checked it).
     """
-    _check_depth(value, where)
+    _check_depth(value, where, fix)
+    if not finite and _first_non_finite(value) is not None:
+        raise _non_finite(value, where, fix, None)
     if not tagged:
         return value
-    return _decode(value if in_place else copy.deepcopy(value), where, "", 0)
+    return _decode(value if in_place else copy.deepcopy(value), where, "", 0, fix)
 
 
-def _check_depth(value: Any, where: str) -> None:
+_WALKED = frozenset({dict, list, float})
+
+
+def _first_non_finite(value: Any) -> tuple[str, float] | None:
+    """The path and value of the first NaN or infinity in ``value``, in document order."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        kind = type(item)
+        if kind is float:
+            if item - item != 0:
+                return path, item
+        elif kind is dict:
+            stack.extend(reversed([(v, f"{path}.{k}" if path else k) for k, v in item.items()
+                                   if type(v) in _WALKED]))
+        elif kind is list:
+            stack.extend(reversed([(v, f"{path}[{i}]") for i, v in enumerate(item)
+                                   if type(v) in _WALKED]))
+    return None
+
+
+def _non_finite(data: Any, where: str, fix: str, literal: str | None) -> CheckpointCorruptError:
+    path, value = _first_non_finite(data) or ("", math.nan)
+    stored = f"the stored number {literal} (read as {value!r})" if literal else repr(value)
+    return _corrupt(where, path, f"{stored} is not a finite number; JSON has no NaN or "
+                                 f"infinity, and spine_dagster never stores them", fix)
+
+
+def _check_depth(value: Any, where: str, fix: str = "") -> None:
     stack = [(value, 0)]
     while stack:
         item, depth = stack.pop()
         if depth > READ_DEPTH:
             raise CheckpointCorruptError(
                 f"{where}: the stored value is nested more than {READ_DEPTH} levels deep, deeper "
-                f"than spine_dagster writes; the row was edited.")
+                f"than spine_dagster writes; the row was edited. {fix}".rstrip())
         if type(item) is dict:
             stack.extend((v, depth + 1) for v in item.values() if type(v) in (dict, list))
         elif type(item) is list:
             stack.extend((v, depth + 1) for v in item if type(v) in (dict, list))
 
 
-def _corrupt(where: str, path: str, problem: str) -> CheckpointCorruptError:
+def _corrupt(where: str, path: str, problem: str, fix: str = FIX) -> CheckpointCorruptError:
     at = f", at {path}" if path else ""
     return CheckpointCorruptError(
         f"{where}{at}: {problem}. spine_dagster did not write this; the row was edited or "
-        f"damaged. Inspect it (spine-dagster checkpoint RUN STEP --json), repair or delete it.")
+        f"damaged. {fix}")
 
 
-def _decode(value: Any, where: str, path: str, depth: int) -> Any:
+def _decode(value: Any, where: str, path: str, depth: int, fix: str) -> Any:
     if depth > READ_DEPTH:
-        raise _corrupt(where, path, f"the value is nested more than {READ_DEPTH} levels deep")
+        raise _corrupt(where, path, f"the value is nested more than {READ_DEPTH} levels deep",
+                       fix)
     kind = type(value)
     if kind is dict:
         if TAG in value:
-            return _decode_tagged(value, where, path, depth)
+            return _decode_tagged(value, where, path, depth, fix)
         for key, item in value.items():
             if type(item) in (dict, list):
-                value[key] = _decode(item, where, f"{path}.{key}" if path else key, depth + 1)
+                value[key] = _decode(item, where, f"{path}.{key}" if path else key, depth + 1,
+                                     fix)
         return value
     if kind is list:
         for index, item in enumerate(value):
             if type(item) in (dict, list):
-                value[index] = _decode(item, where, f"{path}[{index}]", depth + 1)
+                value[index] = _decode(item, where, f"{path}[{index}]", depth + 1, fix)
         return value
     return value
 
@@ -458,13 +516,13 @@ _SIMPLE = {"datetime": datetime.fromisoformat, "date": date.fromisoformat,
            "time": time.fromisoformat, "decimal": Decimal, "uuid": uuid.UUID}
 
 
-def _decode_tagged(obj: dict[str, Any], where: str, path: str, depth: int) -> Any:
+def _decode_tagged(obj: dict[str, Any], where: str, path: str, depth: int, fix: str) -> Any:
     kind = obj.get(TAG)
     keys = set(obj)
     if kind in _SIMPLE or kind == "float":
         if keys != {TAG, "value"} or not isinstance(obj["value"], str):
             raise _corrupt(where, path, f"a stored {kind} must be {{{TAG!r}: {kind!r}, 'value': "
-                                        f"<text>}}, found keys {sorted(keys)}")
+                                        f"<text>}}, found keys {sorted(keys)}", fix)
         try:
             if kind == "float":
                 number = float(obj["value"])
@@ -473,34 +531,36 @@ def _decode_tagged(obj: dict[str, Any], where: str, path: str, depth: int) -> An
                 return number
             return _SIMPLE[kind](obj["value"])
         except (ValueError, TypeError, InvalidOperation) as exc:
-            raise _corrupt(where, path, f"{obj['value']!r} is not a valid {kind} ({exc})") from None
+            raise _corrupt(where, path, f"{obj['value']!r} is not a valid {kind} ({exc})",
+                           fix) from None
     if kind == "nul_str":
         parts = obj.get("parts")
         if keys != {TAG, "parts"} or not isinstance(parts, list) or not all(
                 isinstance(p, str) for p in parts):
-            raise _corrupt(where, path, "a stored nul_str must hold a list of text parts")
+            raise _corrupt(where, path, "a stored nul_str must hold a list of text parts", fix)
         return "\x00".join(parts)
     if kind in ("enum", "pydantic"):
         if keys != {TAG, "class", "value"} or not isinstance(obj["class"], str):
             raise _corrupt(where, path, f"a stored {kind} must be {{{TAG!r}, 'class', 'value'}}, "
-                                        f"found keys {sorted(keys)}")
-        cls = _stored_class(obj["class"], kind, where, path)
-        value = _decode(obj["value"], where, f"{path}.value" if path else "value", depth + 1)
+                                        f"found keys {sorted(keys)}", fix)
+        cls = _stored_class(obj["class"], kind, where, path, fix)
+        value = _decode(obj["value"], where, f"{path}.value" if path else "value", depth + 1,
+                        fix)
         try:
             return cls(value) if kind == "enum" else cls.model_validate(value)
         except Exception as exc:  # noqa: BLE001 - the type's own validation refused the value
             raise _corrupt(where, path, f"{value!r} is not a valid {obj['class']} "
-                                        f"({type(exc).__name__}: {exc})") from None
+                                        f"({type(exc).__name__}: {exc})", fix) from None
     raise _corrupt(where, path, f"unknown stored type {kind!r} (known: "
-                                f"{', '.join(sorted([*_SIMPLE, 'float', 'nul_str', 'enum', 'pydantic']))})")
+                                f"{', '.join(sorted([*_SIMPLE, 'float', 'nul_str', 'enum', 'pydantic']))})", fix)
 
 
-def _stored_class(class_path: str, kind: str, where: str, path: str) -> type:
+def _stored_class(class_path: str, kind: str, where: str, path: str, fix: str) -> type:
     """The Enum or pydantic class named ``module:Qualname``, found without importing or calling."""
     module_name, sep, qualname = class_path.partition(":")
     if not sep or not module_name or not qualname:
         raise _corrupt(where, path, f"a stored {kind} names the class {class_path!r}, which is "
-                                    f"not of the form module:Qualname")
+                                    f"not of the form module:Qualname", fix)
     module = sys.modules.get(module_name)
     if module is None:
         raise CheckpointCorruptError(
@@ -514,7 +574,7 @@ def _stored_class(class_path: str, kind: str, where: str, path: str) -> type:
         obj = namespace.get(part) if isinstance(namespace, Mapping) else None
         if obj is None:
             raise _corrupt(where, path, f"a stored {kind} names the class {class_path}, which "
-                                        f"module {module_name!r} does not define")
+                                        f"module {module_name!r} does not define", fix)
     if kind == "enum":
         ok = isinstance(obj, type) and issubclass(obj, Enum)
     else:
@@ -524,5 +584,5 @@ def _stored_class(class_path: str, kind: str, where: str, path: str) -> type:
     if not ok:
         expected = "an Enum" if kind == "enum" else "a pydantic BaseModel"
         raise _corrupt(where, path, f"a stored {kind} names {class_path}, which is not {expected} "
-                                    f"class")
+                                    f"class", fix)
     return obj

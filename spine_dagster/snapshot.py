@@ -84,6 +84,12 @@ def context_of(snapshot: Mapping[str, Any]) -> dict[str, Any]:
     return context
 
 
+def repair_hint(run_id: str, step_name: str) -> str:
+    """What every ``CheckpointCorruptError`` about a checkpoint row tells the operator to do."""
+    return (f"Inspect the stored row with: spine-dagster checkpoint {run_id} {step_name} --json; "
+            f"repair it, or delete the run's checkpoints to start over.")
+
+
 def check_snapshot(snapshot: Any, *, run_id: str, step_name: str,
                    own_output: bool = True) -> dict[str, Any]:
     """``snapshot`` if it has the shape spine_dagster writes, else ``CheckpointCorruptError``.
@@ -92,8 +98,7 @@ def check_snapshot(snapshot: Any, *, run_id: str, step_name: str,
     checkpoint; a map item's row holds the item's own outputs instead).
     """
     where = f"the checkpoint of step {step_name!r} in run {run_id!r}"
-    fix = (f" Inspect the stored row with: spine-dagster checkpoint {run_id} {step_name} --json; "
-           f"repair it, or delete the run's checkpoints to start over.")
+    fix = " " + repair_hint(run_id, step_name)
     if not isinstance(snapshot, dict):
         raise CheckpointCorruptError(
             f"{where} is {type(snapshot).__name__}, not a JSON object.{fix}")

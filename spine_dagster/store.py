@@ -26,7 +26,8 @@ import sqlalchemy as sa
 from . import db
 from .dburl import reference, resolve_url
 from .errors import InvalidSettingError
-from .records import REJECTED, SUPERSEDED, VALID, Checkpoint, CheckpointInfo, RunRecord
+from .records import (REJECTED, STATES, SUPERSEDED, VALID, Checkpoint, CheckpointInfo,
+                      RunRecord, checked_state)
 from .results import WorkflowStatus
 from .schema import checkpoints, dagster_runs, runs, transit
 from .serialization import RawJSON, dumps, loads
@@ -181,7 +182,7 @@ class CheckpointStore(RunStore):
             row.snapshot, run_id=row.run_id, step_name=row.step_name,
             workflow_name=row.workflow_name, created_at=aware(row.created_at),
             step_index=row.step_index, dagster_run_id=row.dagster_run_id,
-            size_bytes=row.size_bytes, state=row.state or VALID,
+            size_bytes=row.size_bytes, state=row.state,
             superseded_at=aware(row.superseded_at), item_index=row.item_index)
 
     def get_checkpoint(self, run_id: str, step_name: str, *,
@@ -223,7 +224,8 @@ class CheckpointStore(RunStore):
                            c.dagster_run_id, c.size_bytes)
                  .where(c.run_id == run_id).order_by(c.step_index, c.item_index, c.id))
         rows = self._read(lambda conn: conn.execute(query).all())
-        return [CheckpointInfo(r.step_name, r.step_index, aware(r.created_at), r.state or VALID,
+        return [CheckpointInfo(r.step_name, r.step_index, aware(r.created_at),
+                               checked_state(r.state, run_id=run_id, step_name=r.step_name),
                                r.item_index, r.dagster_run_id, r.size_bytes) for r in rows]
 
     def list_checkpoint_steps(self, run_id: str) -> list[tuple[str, int, datetime]]:
@@ -342,6 +344,11 @@ class CheckpointStore(RunStore):
             row = conn.execute(self._run_query().where(runs.c.run_id == spine_id)).first()
             if row is None:
                 return None
+            c = checkpoints.c
+            edited = conn.execute(sa.select(c.step_name, c.state).where(
+                c.run_id == spine_id, c.state.not_in(STATES)).limit(1)).first()
+            if edited is not None:  # an unknown state would hide the row from the resume rules
+                checked_state(edited.state, run_id=spine_id, step_name=edited.step_name)
             return row, list(conn.execute(sa.select(dagster_runs.c.dagster_run_id)
                                           .where(dagster_runs.c.run_id == spine_id)
                                           .order_by(dagster_runs.c.seq)).scalars().all())
@@ -350,7 +357,7 @@ class CheckpointStore(RunStore):
         if found is None:
             return None
         row, lineage = found
-        record = run_record(RunRecord, row, lineage)
+        record = run_record(RunRecord, row, lineage).check(context=False)
         if record.raw_context is None:
             record.latest_checkpoint = self.latest_checkpoint(record.run_id)
         return record

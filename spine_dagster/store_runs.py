@@ -26,7 +26,7 @@ from .errors import CheckpointCorruptError, InvalidRunIdError
 from .records import RunRecord, StepRow
 from .results import WorkflowStatus
 from .schema import RUN_ID_LENGTH, dagster_runs, runs, steps
-from .serialization import RawJSON, dumps
+from .serialization import RawJSON, dumps, loads
 from .snapshot import utcnow
 
 T = TypeVar("T")
@@ -137,11 +137,9 @@ class RunStore:
                                       error_step=None, error=None, error_category=None,
                                       context=None)
         if existing is not None and params_override:
-            from .serialization import loads  # noqa: PLC0415
-
-            current = loads(existing[0], where=f"the record of run {run_id!r} (params)") \
-                if existing[0] is not None else {}
-            merged = {**(current if isinstance(current, dict) else {}), **params_override}
+            current = _json_object(existing[0], f"the record of run {run_id!r} in "
+                                                f"core_workflow_runs", "params")
+            merged = {**current, **params_override}
             update["params"] = RawJSON(dumps(merged, what="params"))
         if workflow_ref:
             update["workflow_ref"] = workflow_ref
@@ -154,8 +152,6 @@ class RunStore:
 
     def lineage(self, run_id: str) -> list[tuple[str, int, dict[str, Any]]]:
         """(Dagster run id, position, params override) of each Dagster run of a run, in order."""
-        from .serialization import loads  # noqa: PLC0415
-
         check_run_id(run_id)
         c = dagster_runs.c
         query = (sa.select(c.dagster_run_id, c.seq,
@@ -164,10 +160,9 @@ class RunStore:
         rows = self._read(lambda conn: conn.execute(query).all())
         result = []
         for row in rows:
-            override = (loads(row.override, where=f"the lineage of run {run_id!r}")
-                        if row.override is not None else None)
-            result.append((row.dagster_run_id, row.seq,
-                           override if isinstance(override, dict) else {}))
+            override = _json_object(row.override, f"the lineage of run {run_id!r} in "
+                                                  f"core_workflow_dagster_runs", "params_override")
+            result.append((row.dagster_run_id, row.seq, override))
         return result
 
     def set_workflow_ref(self, run_id: str, workflow_ref: str) -> None:
@@ -368,6 +363,20 @@ class RunStore:
                 conn.execute(sa.delete(table).where(table.c.run_id == run_id))
 
         self._tx(work)
+
+
+def _json_object(raw: Any, where: str, column: str) -> dict[str, Any]:
+    """The JSON object a column holds (NULL or ``null``: ``{}``); anything else is refused, not
+    dropped."""
+    fix = "Repair that column (or set it to NULL), or delete the run."
+    value = None if raw is None else loads(raw, where=f"{where} ({column})", fix=fix)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise CheckpointCorruptError(
+            f"{where}: {column} is {type(value).__name__}, expected a JSON object; spine_dagster "
+            f"did not write this, the row was edited. {fix}")
+    return value
 
 
 def run_record(cls: type, row: Any, lineage: list[str]) -> Any:

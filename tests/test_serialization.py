@@ -31,7 +31,8 @@ from spine_dagster import (
 )
 from spine_dagster.execution import run_step
 from spine_dagster.io_manager import DEFAULT_MAX_CHECKPOINT_BYTES
-from spine_dagster.serialization import check_json, dumps, find_unserializable, loads
+from spine_dagster.serialization import (EncodedOutputs, check_json, decode, dumps,
+                                         find_unserializable, loads)
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +95,43 @@ def test_values_that_cannot_round_trip_are_refused_with_their_path():
         assert problem is not None and problem.startswith(expected), (name, problem)
     with pytest.raises(CheckpointSerializationError, match=r"^params\.when: dict key 1 is not"):
         check_json({"when": {1: "a"}}, "params")
+
+
+def test_nan_and_infinity_are_refused_when_written_and_when_read():
+    """JSON has no NaN or infinity: the writer refuses them with the path (it used to write
+    infinity as a tagged float that every reader then refused), and the readers refuse the raw
+    constants and numbers too large for a float, which Python's json would read as nan and inf."""
+    for value in (float("inf"), float("-inf"), float("nan")):
+        with pytest.raises(CheckpointSerializationError,
+                           match=rf"^the output of step 'fetch' cannot be stored as JSON: "
+                                 rf"outputs\.fetch\.v\[1\]: {value!r} is not valid JSON .*return "
+                                 rf"None or a finite number"):
+            EncodedOutputs().text("fetch", {"v": [1.0, value]})
+        with pytest.raises(CheckpointSerializationError, match=rf"x: {value!r} is not valid JSON"):
+            dumps({"x": value})
+    for literal, read_as in (("1e999", "inf"), ("-1e999", "-inf"), ("1.5E+400", "inf"),
+                             ("NaN", "nan"), ("Infinity", "inf"), ("-Infinity", "-inf")):
+        text = f'{{"a": [1, {{"b": 2.5, "c": {literal}}}], "d": NaN}}'
+        with pytest.raises(CheckpointCorruptError) as info:
+            loads(text, where="row 7", fix="Repair row 7.")
+        assert str(info.value).startswith(
+            f"row 7, at a[1].c: the stored number {literal} (read as {read_as}) is not a finite "
+            f"number"), str(info.value)
+        assert str(info.value).endswith("the row was edited or damaged. Repair row 7.")
+    with pytest.raises(CheckpointCorruptError, match=r"at x\.y: nan is not a finite number"):
+        decode({"x": {"y": float("nan")}}, where="the run config")  # already-parsed values too
+    with pytest.raises(CheckpointCorruptError, match="'inf' is not a valid float"):
+        loads('{"v": {"__spine_type__": "float", "value": "inf"}}')
+    assert loads('{"v": 1.7976931348623157e308, "i": 1}') == {"v": 1.7976931348623157e308, "i": 1}
+    assert loads(f'{{"big": 1{"0" * 400}}}') == {"big": 10 ** 400}, "an integer stays exact"
+
+
+def test_every_corrupt_row_error_says_how_to_repair_it():
+    with pytest.raises(CheckpointCorruptError, match=r"not valid JSON \(.*\)\. Inspect it "
+                                                     r"\(spine-dagster checkpoint RUN STEP --json\)"):
+        loads('{"run_id": ')
+    with pytest.raises(CheckpointCorruptError, match=r"not UTF-8 .*\. Repair it\.$"):
+        loads(b"\xff", fix="Repair it.")
 
 
 def test_a_stored_class_that_cannot_be_imported_is_a_clear_error():

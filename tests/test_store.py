@@ -118,3 +118,54 @@ def test_run_records_and_lineage(database_url):
     assert record.status is WorkflowStatus.RUNNING and record.error is None
     assert record.params == {"a": 1}
     assert store.start_step("r", "s", "d2") == 2
+
+
+def test_a_number_too_large_for_a_float_is_never_read_as_infinity(database_url):
+    """A row edited to hold ``1e999`` (Python's json reads it as inf; spine never writes it).
+
+    PostgreSQL's JSONB stores it as the exact integer 10**999, which reads back as that integer;
+    SQLite keeps the text, which every reader refuses. Neither backend ever yields ``inf``."""
+    from spine_dagster.errors import CheckpointCorruptError  # noqa: PLC0415
+
+    store = CheckpointStore(database_url)
+    _save(store, "r", "a", 7)
+    engine = plain_engine(database_url)
+    postgres = engine.dialect.name == "postgresql"
+    column = "CAST(context_snapshot AS TEXT)" if postgres else "context_snapshot"
+    with engine.begin() as conn:
+        text = conn.execute(sa.text(f"SELECT {column} FROM core_workflow_checkpoints WHERE "
+                                    "run_id = 'r'")).scalar_one()
+        edited = text.replace('"a": {"v": 7}' if postgres else '"a":{"v":7}', '"a":{"v":1e999}')
+        assert edited != text
+        value = "CAST(:t AS JSONB)" if postgres else ":t"
+        conn.execute(sa.text(f"UPDATE core_workflow_checkpoints SET context_snapshot = {value} "
+                             "WHERE run_id = 'r'"), {"t": edited})
+    engine.dispose()
+    if postgres:
+        assert store.get_checkpoint("r", "a").step_outputs["a"]["v"] == 10 ** 999
+        return
+    for read in (lambda: store.get_checkpoint("r", "a"), lambda: store.list_checkpoints("r"),
+                 lambda: store.latest_checkpoint("r")):
+        with pytest.raises(CheckpointCorruptError, match=r"step 'a' in run 'r', at outputs\.a\.v: "
+                                                         r"the stored number 1e999 \(read as inf\)"):
+            read()
+
+
+def test_a_checkpoint_state_that_spine_does_not_write_is_refused(database_url):
+    from spine_dagster.errors import CheckpointCorruptError  # noqa: PLC0415
+
+    store = CheckpointStore(database_url)
+    store.register_dagster_run(run_id="r", workflow_name="wf", dagster_run_id="d")
+    for step in ("a", "b"):
+        _save(store, "r", step, 1)
+    engine = plain_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE core_workflow_checkpoints SET state = 'bogus' "
+                             "WHERE run_id = 'r' AND step_name = 'a'"))
+    engine.dispose()
+    for read in (lambda: store.get_run("r"), lambda: store.list_checkpoints("r"),
+                 lambda: store.get_checkpoint("r", "a"), lambda: store.checkpoint_index("r")):
+        with pytest.raises(CheckpointCorruptError, match="step 'a' in run 'r' has state 'bogus', "
+                                                         "not one of"):
+            read()
+    assert store.get_checkpoint("r", "b").state == "valid"

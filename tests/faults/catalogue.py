@@ -34,7 +34,8 @@ from spine_dagster import (
     WorkflowRunner,
 )
 
-from fault_support import PASSWORD, Env, deep, edit_snapshot, set_column, set_snapshot
+from fault_support import (PASSWORD, Env, deep, edit_snapshot, get_snapshot, set_column,
+                           set_snapshot)
 
 BOTH = ("sqlite", "postgres")
 ONE = ("sqlite",)  # the input never reaches a database: one backend says it all
@@ -72,6 +73,16 @@ def _snapshot(text: str) -> Callable[[Env], None]:
 
 def _edit(edit: Callable[[dict], Any]) -> Callable[[Env], None]:
     return lambda env: edit_snapshot(env.url, env.run_id, "step2", edit)
+
+
+def _number(literal: str) -> Callable[[Env], None]:
+    """Put the raw JSON number ``literal`` into step2's output, as it is (1e999, NaN, ...)."""
+    def tamper(env: Env) -> None:
+        text = get_snapshot(env.url, env.run_id, "step2")
+        edited = text.replace('"processed":950', f'"processed":{literal}')
+        assert edited != text, text
+        set_snapshot(env.url, env.run_id, "step2", edited)
+    return tamper
 
 
 def _run_column(column: str, value: str) -> Callable[[Env], None]:
@@ -182,12 +193,40 @@ CASES: list[Case] = [
          ("step 'step2'", "lacks 'params', 'outputs'", "--json"), setup="failed", tamper=_snapshot("{}"),
          act=lambda env: env.runner.get_checkpoint(env.run_id, "step2")),
     Case("snapshot-invalid-json", "context_snapshot = '{\"run_id\": ' -> list_checkpoints",
-         CheckpointCorruptError, ("step 'step2'", "not valid JSON"), setup="failed",
+         CheckpointCorruptError, ("step 'step2'", "not valid JSON",
+                                  "Inspect the stored row with: spine-dagster checkpoint",
+                                  "step2 --json"), setup="failed",
          tamper=_snapshot('{"run_id": '), act=lambda env: env.runner.list_checkpoints(env.run_id),
          backends=ONE),  # a JSONB column cannot hold invalid JSON
     Case("snapshot-array", "context_snapshot = [] -> spine-dagster checkpoints", CheckpointCorruptError,
          ("step 'step2'", "is list, not a JSON object"), setup="failed", tamper=_snapshot("[]"),
          cli=lambda env: ["checkpoints", env.run_id]),
+    # SQLite only: PostgreSQL's JSONB refuses NaN and Infinity, and stores 1e999 as the exact
+    # integer 10**999 (read back as that int: see tests/test_store.py)
+    Case("snapshot-number-overflow", "an output 1e999 (json reads inf) -> resume",
+         CheckpointCorruptError, ("step 'step2'", "at outputs.step2.processed", "number 1e999",
+                                  "not a finite number", "step2 --json"),
+         setup="failed", tamper=_number("1e999"), act=lambda env: env.runner.resume(env.run_id),
+         backends=ONE),
+    Case("snapshot-nan", "an output NaN (a raw JSON constant) -> get_run", CheckpointCorruptError,
+         ("step 'step2'", "at outputs.step2.processed", "number NaN", "not a finite number"),
+         setup="failed", tamper=_number("NaN"), act=lambda env: env.runner.get_run(env.run_id),
+         backends=ONE),
+    Case("snapshot-infinity-cli", "an output -Infinity -> spine-dagster resume RUN --plan",
+         CheckpointCorruptError, ("step 'step2'", "number -Infinity", "not a finite number"),
+         setup="failed", tamper=_number("-Infinity"),
+         cli=lambda env: ["resume", env.run_id, "--plan"], backends=ONE),
+    Case("checkpoint-state-unknown", "core_workflow_checkpoints.state = 'bogus' -> get_run",
+         CheckpointCorruptError, ("step 'step2'", "state 'bogus'",
+                                  "['valid', 'superseded', 'rejected']", "edited"),
+         setup="failed", tamper=lambda env: set_column(
+             env.url, "core_workflow_checkpoints", "state", "bogus", run_id=env.run_id,
+             step_name="step2"), act=lambda env: env.runner.get_run(env.run_id)),
+    Case("checkpoint-state-unknown-cli", "core_workflow_checkpoints.state = 'bogus' -> "
+         "spine-dagster checkpoints", CheckpointCorruptError, ("state 'bogus'", "'superseded'"),
+         setup="failed", tamper=lambda env: set_column(
+             env.url, "core_workflow_checkpoints", "state", "bogus", run_id=env.run_id,
+             step_name="step2"), cli=lambda env: ["checkpoints", env.run_id]),
     Case("snapshot-wrong-type", "outputs = [] -> get_run(run).context", CheckpointCorruptError,
          ("step 'step2'", "'outputs' is list, expected an object"), setup="failed",
          tamper=_edit(lambda s: s.update(outputs=[])),
@@ -232,6 +271,14 @@ CASES: list[Case] = [
     Case("run-record-params", "core_workflow_runs.params = [1, 2] -> resume", CheckpointCorruptError,
          ("params is list, expected a JSON object",), setup="failed",
          tamper=_run_column("params", "[1, 2]"), act=lambda env: env.runner.resume(env.run_id)),
+    Case("run-record-params-get-run", "core_workflow_runs.params = [1, 2] -> get_run",
+         CheckpointCorruptError, ("params is list, expected a JSON object", "Repair that column"),
+         setup="failed", tamper=_run_column("params", "[1, 2]"),
+         act=lambda env: env.runner.get_run(env.run_id)),
+    Case("run-record-params-cli", "core_workflow_runs.params = [1, 2] -> spine-dagster "
+         "checkpoints", CheckpointCorruptError, ("params is list, expected a JSON object",),
+         setup="failed", tamper=_run_column("params", "[1, 2]"),
+         cli=lambda env: ["checkpoints", env.run_id]),
     Case("run-record-workflow-ref-unknown", "core_workflow_runs.workflow_ref = "
          "'no_such_module:WF' -> resume", WorkflowNotFoundError,
          ("'no_such_module'", "could not be imported", "workflow="), setup="failed",

@@ -67,17 +67,21 @@ def set_snapshot(url: str, run_id: str, step: str, text: str) -> None:
                step_name=step)
 
 
-def edit_snapshot(url: str, run_id: str, step: str, edit: Callable[[dict], Any]) -> None:
-    """Read the stored snapshot as plain JSON, let ``edit`` change it in place, write it back."""
+def get_snapshot(url: str, run_id: str, step: str) -> str:
+    """The stored text of a checkpoint's snapshot, as plain SQL reads it."""
     engine = plain_engine(url)
     try:
         with engine.connect() as conn:
-            raw = conn.execute(sa.text(
+            return conn.execute(sa.text(
                 "SELECT CAST(context_snapshot AS TEXT) FROM core_workflow_checkpoints "
                 "WHERE run_id = :r AND step_name = :s"), {"r": run_id, "s": step}).scalar_one()
     finally:
         engine.dispose()
-    snapshot = json.loads(raw)
+
+
+def edit_snapshot(url: str, run_id: str, step: str, edit: Callable[[dict], Any]) -> None:
+    """Read the stored snapshot as plain JSON, let ``edit`` change it in place, write it back."""
+    snapshot = json.loads(get_snapshot(url, run_id, step))
     edit(snapshot)  # what it returns (say, what dict.pop removed) is not the new row
     set_snapshot(url, run_id, step, json.dumps(snapshot))
 
