@@ -112,7 +112,8 @@ def test_inspect_resume_and_delete_a_run_that_failed_in_another_process(database
                     env={**env, "SEED_API_DOWN": "0"})
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     out = resumed.stdout.splitlines()
-    assert out[0].startswith(f"resuming run {run_id}") and out[1].startswith("param timeout: 30 -> 120")
+    assert out[0].startswith(f"resuming run {run_id}")
+    assert out[1].startswith("param timeout: 30 -> 120")
     progress = [line.split()[:2] for line in out if line.startswith("  ")]
     assert ["step3", "completed"] in progress and ["step4", "completed"] in progress
     assert progress.index(["step3", "completed"]) < progress.index(["step4", "completed"])
@@ -284,7 +285,8 @@ def test_plan_start_from_rerun_stale_and_config(database_url, env, tmp_path, cap
     plan = spine("resume", failed.run_id, "--plan", "--param", "date=2026-01-10", *db, env=env)
     assert plan.returncode == 0, plan.stderr
     assert "start: publish (the run failed at 'publish')" in plan.stdout
-    assert "STALE: read date" in plan.stdout and 'param date: "2026-01-09" -> "2026-01-10"' in plan.stdout
+    assert "STALE: read date" in plan.stdout
+    assert 'param date: "2026-01-09" -> "2026-01-10"' in plan.stdout
     as_json = json.loads(spine("resume", failed.run_id, "--plan", "--json", "--rerun-stale",
                                "--param", "date=2026-01-10", *db, env=env).stdout)
     assert as_json["start_step"] == "load" and as_json["stale_steps"] == []

@@ -311,7 +311,8 @@ def test_a_changed_param_that_completed_map_items_read_is_not_called_safe(runner
     resumed = runner.resume(run_id, params_override={"hold_from": 100})
     assert resumed.status == "completed", resumed.error
     assert _items_ran(files) == runs, "the plan named exactly the items the resume ran"
-    rows = {c.item_index: c.dagster_run_id for c in runner.store.list_checkpoints(run_id, items=True)
+    rows = {c.item_index: c.dagster_run_id
+            for c in runner.store.list_checkpoints(run_id, items=True)
             if c.item_index is not None and c.state == "valid"}
     assert rows == {i: resumed.dagster_run_id for i in runs}
 
@@ -336,7 +337,8 @@ def test_the_plan_says_a_map_reruns_every_item_when_a_step_before_it_runs(runner
     plan = runner.plan_resume(run_id, start_from="prepare", params_override={"unread": 1})
 
     assert _planned_items(plan) == ([0, 1, 2, 3, 4, 5], [0, 2, 3, 5])
-    assert "completed items 0, 2, 3, 5 run again: 'prepare', before the map, runs again" in str(plan)
+    assert ("completed items 0, 2, 3, 5 run again: 'prepare', before the map, runs again"
+            in str(plan))
     again = runner.execute(MAPPED, run_id=run_id, start_from="prepare", params={"unread": 1})
     assert again.status == "completed", again.error
     assert _items_ran(files) == [0, 1, 2, 3, 4, 5]
