@@ -255,11 +255,12 @@ def _print_plan(plan: Any, as_json: bool) -> int:
 def _resume(store: Any, plan: Any, where: str, resume: Callable[[], Any],
             link: Callable[[Any], str], options: str) -> int:
     from .progress import StepProgress  # noqa: PLC0415
+    from .resume import param_lines  # noqa: PLC0415
 
     print(f"resuming run {plan.run_id} (workflow {plan.workflow_name}) at step "
           f"{plan.start_step}{where}: {plan.start_reason}")
-    for key, (old, new) in plan.param_diff.items():
-        print(f"param {key}: {json.dumps(old, default=str)} -> {json.dumps(new, default=str)}")
+    for line in param_lines(plan):  # the plan's own lines: JSON values, as --param takes them
+        print(line)
     for warning in plan.warnings:
         print(f"warning: {warning}")
     progress = StepProgress(store, plan.run_id, print).start()

@@ -18,7 +18,9 @@ Dagster run (locally, or through the webserver). The rules:
   :mod:`spine_dagster.param_reads`). A ``params_override`` that changes a key a reused step read
   makes that step *stale*: by default the resume still starts after the newest checkpoint and
   warns (``on_stale="warn"``); ``on_stale="rerun"`` starts at the first stale step instead;
-  ``on_stale="error"`` refuses with the plan. A change that no reused step read is safe.
+  ``on_stale="error"`` refuses with the plan. A change that no reused step read is safe, unless
+  completed items of a map step that the resume runs read it: the plan counts those that run again
+  (the item rule is :mod:`spine_dagster.item_reuse`'s).
 
 Example:
     >>> plan = ResumePlan(run_id="r1", workflow_name="wf", status="failed", error_step="c",
@@ -31,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import uuid
@@ -48,6 +51,7 @@ from .errors import (
     UnknownStepError,
     WorkflowChangedError,
 )
+from .item_reuse import MapItemsPlan, plan_items
 from .param_reads import ALL
 from .records import RESUMED, RunRecord
 from .names import (
@@ -84,6 +88,8 @@ class StepPlan:
     reads: list[str] | None = None
     checkpoint_at: datetime | None = None
     checkpoint_dagster_run: str | None = None
+    items: MapItemsPlan | None = None
+    """A map step that runs: which of its items the resume reuses and which run again."""
 
 
 @dataclass
@@ -140,6 +146,25 @@ class ResumePlan:
         return format_plan(self)
 
 
+def format_value(value: Any) -> str:
+    """A param value as the CLI's ``--param`` takes it: JSON."""
+    if value == _MISSING:
+        return "(absent)"
+    return json.dumps(value, default=str, ensure_ascii=False)
+
+
+def param_lines(plan: ResumePlan) -> list[str]:
+    """One line per changed param: its old and new value, and whom the change concerns."""
+    lines = []
+    for key, (old, new) in plan.param_diff.items():
+        notes = ["no reused step read it: safe"] if key in plan.safe_keys else []
+        notes.extend(note for step in plan.steps if step.items
+                     for note in [step.items.param_note(key, step.name)] if note)
+        note = f" ({'; '.join(notes)})" if notes else ""
+        lines.append(f"param {key}: {format_value(old)} -> {format_value(new)}{note}")
+    return lines
+
+
 def format_plan(plan: ResumePlan) -> str:
     """The plan for people: one line per step, then the params and the workflow changes."""
     lines = [f"resume plan for run {plan.run_id} (workflow {plan.workflow_name}, {plan.status}"
@@ -158,9 +183,8 @@ def format_plan(plan: ResumePlan) -> str:
         if step.stale:
             text += f"  STALE: read {', '.join(step.changed)}"
         lines.append(f"  {step.index + 1:>3}. {step.name:<24} {text}")
-    for key, (old, new) in plan.param_diff.items():
-        note = " (no reused step read it: safe)" if key in plan.safe_keys else ""
-        lines.append(f"  param {key}: {old!r} -> {new!r}{note}")
+        lines.extend(f"         {line}" for line in (step.items.lines() if step.items else []))
+    lines.extend(f"  {line}" for line in param_lines(plan))
     lines.extend(f"  workflow: {line}" for line in plan.workflow_diff)
     lines.extend(f"  warning: {w}" for w in plan.warnings)
     return "\n".join(lines)
@@ -362,7 +386,6 @@ def plan_resume(store: CheckpointStore, record: RunRecord, signature: Sequence[S
         changed = sorted(diff) if ALL in keys else sorted(set(keys) & set(diff))
         if changed:
             stale[index] = changed
-    safe = sorted(k for k in diff if k not in read_by_reused and ALL not in read_by_reused)
     warnings: list[str] = []
     if stale:
         stale_names = [names[i] for i in sorted(stale)]
@@ -383,6 +406,16 @@ def plan_resume(store: CheckpointStore, record: RunRecord, signature: Sequence[S
         else:
             warnings.append(message + (" (on_stale='warn'; pass on_stale='rerun', or "
                                        "--rerun-stale, to run them again)"))
+    # The items of the map steps it runs: the start step's unchanged items are reused.
+    items: dict[int, MapItemsPlan] = {}
+    for index in range(start, len(names)):
+        if len(signature[index]) > 2 and signature[index][1] == "map":
+            items[index] = plan_items(
+                store.item_checkpoints(record.run_id, names[index], index), signature[index][2],
+                {**old_params, **effective}, earlier_runs=names[start] if index > start else None)
+    read_by_items = {k for plan_ in items.values() for r in plan_.rerun for k in r.changed}
+    safe = sorted(k for k in diff if k not in read_by_reused and ALL not in read_by_reused
+                  and k not in read_by_items)
     steps = []
     for index, name in enumerate(names):
         info = infos.get(name)
@@ -392,7 +425,7 @@ def plan_resume(store: CheckpointStore, record: RunRecord, signature: Sequence[S
                               reads=reads.get(name) if reads is not None else None,
                               checkpoint_at=info.created_at if info and fate == "reuse" else None,
                               checkpoint_dagster_run=info.dagster_run_id if info and fate == "reuse"
-                              else None))
+                              else None, items=items.get(index)))
     plan = ResumePlan(
         run_id=record.run_id, workflow_name=record.workflow_name, status=status,
         error_step=record.error_step, steps=steps, start_step=names[start],

@@ -17,7 +17,8 @@ when all have run, the map fails if any failed, listing each failed item with it
 with the most severe of their categories. A re-run of the map (a resume, the UI's "Re-execute from
 failure", an ``ErrorPolicy.RETRY`` retry) reuses each item whose checkpoint is usable, holds the
 same item, and read no param that changed since, and runs only the others: the failed items, and
-those a killed run never finished. An item checkpoint is superseded when the map runs with a
+those a killed run never finished (the rule is :mod:`spine_dagster.item_reuse`'s, which the resume
+plan applies too). An item checkpoint is superseded when the map runs with a
 different item at that index (or fewer items), or when a step before the map runs again. Progress
 (done, failed, remaining) goes to the Dagster run log as the items complete, at most one line a
 second (the newest counts at most a second late), and the item counts (``spine/map_items``) to the
@@ -36,7 +37,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -55,20 +55,15 @@ from .execution import (
     map_items,
     run_item,
 )
+from .item_reuse import ITEM_HASH, ITEM_PARAM, item_changes, item_hash
 from .model import Step
 from .records import Checkpoint, StepRow
 from .results import StepResult
 from .run_state import RunState
 from .serialization import RawJSON, dumps, dumps_snapshot
-from .snapshot import PARAMS_READ, build_snapshot, utcnow
+from .snapshot import build_snapshot, utcnow
 
-ITEM_HASH = "item_hash"
 PROGRESS_SECONDS = 1.0
-
-
-def item_hash(item: Any) -> str:
-    """A fingerprint of one map item, as stored."""
-    return hashlib.sha256(dumps(item, what="a map item").encode("utf-8")).hexdigest()[:32]
 
 
 class DagsterServices(StepServices):
@@ -116,8 +111,10 @@ class DagsterServices(StepServices):
             checkpoint = stored.get(i)
             if checkpoint is None:
                 continue
-            if (checkpoint.metadata.get(ITEM_HASH) == hashes[i]
-                    and not _params_changed(checkpoint, step, ctx, items[i])):
+            # the framework's read of the params: no param is recorded as read
+            now = item_context(step, ctx, items[i]).params
+            same, changed = item_changes(checkpoint, items[i], now, step.item_param)
+            if same and not changed:
                 reused[i] = checkpoint
             else:
                 stale.append(i)
@@ -163,25 +160,12 @@ class DagsterServices(StepServices):
                                   dagster_run_id=self.state.dagster_run_id,
                                   dagster_version=dagster.__version__)
         snapshot["metadata"][ITEM_HASH] = digest
+        snapshot["metadata"][ITEM_PARAM] = step.item_param
         self.state.store.save_checkpoint(
             run_id=self.state.spine_run_id, workflow_name=item_ctx.workflow_name, step_name=name,
             step_index=self.index, dagster_run_id=self.state.dagster_run_id,
             snapshot=RawJSON(dumps_snapshot(snapshot, None, what=f"the checkpoint of {name}")),
             step_status=None, item_index=i)
-
-
-def _params_changed(checkpoint: Checkpoint, step: Step, ctx: WorkflowContext, item: Any) -> bool:
-    """Did a param that the item's steps read change since its checkpoint was written?"""
-    before = checkpoint.context_snapshot.get("params") or {}
-    now = item_context(step, ctx, item).params  # the framework's read: no param is recorded
-    reads = (checkpoint.metadata.get(PARAMS_READ) or {})
-    keys = {k for step_keys in reads.values() for k in step_keys}
-    if "*" in keys:
-        keys = set(before) | set(now)
-    keys.discard(step.item_param)
-    keys.discard("__resumed__")
-    missing = object()
-    return any(before.get(k, missing) != now.get(k, missing) for k in keys)
 
 
 class _MapProgress:

@@ -112,7 +112,8 @@ def test_inspect_resume_and_delete_a_run_that_failed_in_another_process(database
                     env={**env, "SEED_API_DOWN": "0"})
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     out = resumed.stdout.splitlines()
-    assert out[0].startswith(f"resuming run {run_id}") and out[1] == "param timeout: 30 -> 120"
+    assert out[0].startswith(f"resuming run {run_id}")
+    assert out[1].startswith("param timeout: 30 -> 120")
     progress = [line.split()[:2] for line in out if line.startswith("  ")]
     assert ["step3", "completed"] in progress and ["step4", "completed"] in progress
     assert progress.index(["step3", "completed"]) < progress.index(["step4", "completed"])
@@ -284,7 +285,8 @@ def test_plan_start_from_rerun_stale_and_config(database_url, env, tmp_path, cap
     plan = spine("resume", failed.run_id, "--plan", "--param", "date=2026-01-10", *db, env=env)
     assert plan.returncode == 0, plan.stderr
     assert "start: publish (the run failed at 'publish')" in plan.stdout
-    assert "STALE: read date" in plan.stdout and "param date: '2026-01-09' -> '2026-01-10'" in plan.stdout
+    assert "STALE: read date" in plan.stdout
+    assert 'param date: "2026-01-09" -> "2026-01-10"' in plan.stdout
     as_json = json.loads(spine("resume", failed.run_id, "--plan", "--json", "--rerun-stale",
                                "--param", "date=2026-01-10", *db, env=env).stdout)
     assert as_json["start_step"] == "load" and as_json["stale_steps"] == []
@@ -304,6 +306,40 @@ def test_plan_start_from_rerun_stale_and_config(database_url, env, tmp_path, cap
     assert again.returncode == 0 and again.stdout.splitlines()[-1].endswith("steps run: report")
     code, _, err = run_main(capsys, "resume", failed.run_id, "--start-from", "nope", *db)
     assert code == 1 and "--start-from STEP" in err
+
+
+def test_the_plan_of_a_map_resume_is_the_same_from_the_cli_and_from_python(database_url, env,
+                                                                           tmp_path, capsys,
+                                                                           monkeypatch):
+    from workflows_steps import MAPPED, calls as item_calls
+
+    files = {"calls_file": str(tmp_path / "calls.txt"), "broken_file": str(tmp_path / "b.json")}
+    Path(files["broken_file"]).write_text('{"2": "TRANSIENT"}')
+    runner = WorkflowRunner(database_url=database_url, progress=False,
+                            instance=_instance_of(env))
+    failed = runner.execute(MAPPED, params={"items": [0, 1, 2, 3], **files})
+    assert (failed.status, failed.error_step) == ("failed", "fan")
+    db = ("--database-url", database_url)
+
+    # in this process: a subprocess would import the installed spine_dagster, not this checkout's
+    code, shown, _ = run_main(capsys, "resume", failed.run_id, "--plan", "--param",
+                              "hold_from=100", *db)
+    plan = runner.plan_resume(failed.run_id, params_override={"hold_from": 100})
+    assert code == 0 and shown == f"{plan}\n", "the CLI prints the plan that plan_resume computes"
+    line = ("param hold_from: (absent) -> 100 (read by 3 completed items of map step fan, which "
+            "run again)")
+    assert f"  {line}" in shown.splitlines()
+    code, as_json, _ = run_main(capsys, "resume", failed.run_id, "--plan", "--json", "--param",
+                                "hold_from=100", *db)
+    fan = json.loads(as_json)["steps"][1]["items"]
+    assert (fan["total"], fan["reused"], [r["index"] for r in fan["rerun"]]) == (4, [], [0, 1, 3])
+
+    Path(files["broken_file"]).write_text("{}")
+    Path(files["calls_file"]).write_text("")
+    monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])  # the run's instance
+    code, out, err = run_main(capsys, "resume", failed.run_id, "--param", "hold_from=100", *db)
+    assert code == 0 and out.splitlines()[1] == line, out + err
+    assert sorted(item_calls(files["calls_file"])[:-1]) == [f"work:{i}" for i in range(4)]
 
 
 def _instance_of(env):

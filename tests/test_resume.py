@@ -262,3 +262,83 @@ def test_overrides_carry_over_resumes_that_wrote_no_checkpoint(runner, tmp_path)
     assert done.context.outputs["publish"] == {"timeout": 120}  # the first override still holds
     assert runner.get_run(run_id).params == {"dir": str(directory), "date": "2026-01-10",
                                              "tier": "gold", "timeout": 120}
+
+
+# -- map items in the plan: the plan says which completed items run again, the resume does it -----
+def _map_run(runner: WorkflowRunner, tmp_path: Path) -> tuple[str, dict[str, str]]:
+    """MAPPED over six items, items 1 and 4 broken: it fails at the map, four items completed."""
+    from step_fixtures import break_items
+    from workflows_steps import MAPPED
+
+    files = {"calls_file": str(tmp_path / "calls.txt"), "broken_file": str(tmp_path / "b.json")}
+    break_items(files, {1: "TRANSIENT", 4: "TRANSIENT"})
+    result = runner.execute(MAPPED, params={"items": list(range(6)), **files})
+    assert (result.status, result.error_step) == ("failed", "fan")
+    break_items(files, {})
+    Path(files["calls_file"]).write_text("")
+    return result.run_id, files
+
+
+def _items_ran(files: dict[str, str]) -> list[int]:
+    from workflows_steps import calls
+
+    return sorted(int(c.split(":")[1]) for c in calls(files["calls_file"]) if c.startswith("work:"))
+
+
+def _planned_items(plan) -> tuple[list[int], list[int]]:
+    """(items the plan says run, completed items it says run again) of the map step ``fan``."""
+    fan = next(s.items for s in plan.steps if s.name == "fan")
+    return ([i for i in range(fan.total) if i not in fan.reused], [r.index for r in fan.rerun])
+
+
+def test_a_changed_param_that_completed_map_items_read_is_not_called_safe(runner, tmp_path):
+    run_id, files = _map_run(runner, tmp_path)
+    plan = runner.plan_resume(run_id, params_override={"hold_from": 100})
+
+    assert plan.start_step == "fan" and plan.safe_keys == [], "the items read hold_from"
+    runs, again = _planned_items(plan)
+    assert (runs, again) == ([0, 1, 2, 3, 4, 5], [0, 2, 3, 5])
+    fan = plan.steps[1].items
+    assert fan.reused == [] and {tuple(r.changed) for r in fan.rerun} == {("hold_from",)}
+    text = str(plan)
+    assert "safe" not in text
+    assert ("param hold_from: (absent) -> 100 (read by 4 completed items of map step fan, "
+            "which run again)") in text
+    assert ("completed items 0, 2, 3, 5 run again: they read hold_from, which changed since they "
+            "ran") in text
+    assert plan.to_dict()["steps"][1]["items"]["rerun"][0]["changed"] == ["hold_from"]
+
+    resumed = runner.resume(run_id, params_override={"hold_from": 100})
+    assert resumed.status == "completed", resumed.error
+    assert _items_ran(files) == runs, "the plan named exactly the items the resume ran"
+    rows = {c.item_index: c.dagster_run_id
+            for c in runner.store.list_checkpoints(run_id, items=True)
+            if c.item_index is not None and c.state == "valid"}
+    assert rows == {i: resumed.dagster_run_id for i in runs}
+
+
+def test_a_change_no_map_item_read_reuses_the_completed_items(runner, tmp_path):
+    run_id, files = _map_run(runner, tmp_path)
+    plan = runner.plan_resume(run_id, params_override={"unread": 1})
+
+    assert plan.safe_keys == ["unread"]
+    assert _planned_items(plan) == ([1, 4], [])
+    assert "param unread: (absent) -> 1 (no reused step read it: safe)" in str(plan)
+    assert "items: reuse 4, run 2 of 6" in str(plan)
+    resumed = runner.resume(run_id, params_override={"unread": 1})
+    assert resumed.status == "completed", resumed.error
+    assert _items_ran(files) == [1, 4]
+
+
+def test_the_plan_says_a_map_reruns_every_item_when_a_step_before_it_runs(runner, tmp_path):
+    from workflows_steps import MAPPED
+
+    run_id, files = _map_run(runner, tmp_path)
+    plan = runner.plan_resume(run_id, start_from="prepare", params_override={"unread": 1})
+
+    assert _planned_items(plan) == ([0, 1, 2, 3, 4, 5], [0, 2, 3, 5])
+    assert ("completed items 0, 2, 3, 5 run again: 'prepare', before the map, runs again"
+            in str(plan))
+    again = runner.execute(MAPPED, run_id=run_id, start_from="prepare", params={"unread": 1})
+    assert again.status == "completed", again.error
+    assert _items_ran(files) == [0, 1, 2, 3, 4, 5]
