@@ -280,27 +280,37 @@ def _resume(store: Any, plan: Any, where: str, resume: Callable[[], Any],
 
 def cmd_delete(args: argparse.Namespace) -> int:
     from . import cli_output as fmt  # noqa: PLC0415
-    from .errors import RunInProgressError  # noqa: PLC0415
+    from .errors import CheckpointCorruptError, RunInProgressError  # noqa: PLC0415
 
     runner = _runner(args)
-    record = runner.get_run(args.run_id)
-    if record.status.value == "running":
+    try:
+        record = runner.get_run(args.run_id)
+        run_id, status, line = record.run_id, record.status.value, fmt.run_line(record)
+    except CheckpointCorruptError as exc:
+        # Damaged rows are what a delete is for (the corruption errors advise it): read only the
+        # run's id and stored status, and delete without decoding anything.
+        found = runner.store.stored_status(args.run_id)
+        if found is None:
+            raise
+        run_id, status = found
+        line = f"run {run_id} ({status}), whose stored rows are damaged: {exc}"
+    if status == "running":
         raise RunInProgressError(
-            f"run {record.run_id} is running; deleting its checkpoints now would break it. Wait "
+            f"run {run_id} is running; deleting its checkpoints now would break it. Wait "
             f"until it ends (check with: {PROG} runs --status running).")
-    count = len(runner.store.checkpoint_index(record.run_id))
+    count = runner.store.count_checkpoints(run_id)
     if count == 0:
-        print(f"run {record.run_id} has no checkpoints; nothing to delete")
+        print(f"run {run_id} has no checkpoints; nothing to delete")
         return 0
     if not args.yes:
         warning = (" It failed: without checkpoints a resume starts again from the first step."
-                   if record.status.value == "failed" else "")
-        answer = _ask(f"Delete {count} checkpoint(s) of {fmt.run_line(record)}?{warning} [y/N] ")
+                   if status == "failed" else "")
+        answer = _ask(f"Delete {count} checkpoint(s) of {line}?{warning} [y/N] ")
         if answer not in ("y", "yes"):
             print("nothing deleted")
             return 1
-    deleted = runner.delete_checkpoints(record.run_id)
-    print(f"deleted {deleted} checkpoint(s) of run {record.run_id}")
+    deleted = runner.store.delete_checkpoints(run_id)
+    print(f"deleted {deleted} checkpoint(s) of run {run_id}")
     return 0
 
 

@@ -334,8 +334,11 @@ class WorkflowRunner:
         return checkpoint
 
     def delete_checkpoints(self, run_id: str) -> int:
-        """Delete every checkpoint of a run; returns how many were deleted."""
-        return self.store.delete_checkpoints(self._require_run(run_id).run_id)
+        """Delete every checkpoint of a run, damaged ones too; returns how many were deleted."""
+        found = self.store.stored_status(run_id)  # reads no row that could be damaged
+        if found is None:
+            raise UnknownRunError(self._unknown(run_id))
+        return self.store.delete_checkpoints(found[0])
 
     def cleanup_checkpoints(self, retention_days: float | None = None, *, dry_run: bool = False,
                             batch_size: int = DEFAULT_BATCH_SIZE) -> int:

@@ -285,7 +285,15 @@ class CheckpointStore(RunStore):
 
         self._tx(work)
 
+    def count_checkpoints(self, run_id: str) -> int:
+        """How many checkpoint rows the run has, in any state (nothing is decoded)."""
+        check_run_id(run_id)
+        return self._read(lambda conn: conn.execute(
+            sa.select(sa.func.count()).select_from(checkpoints)
+            .where(checkpoints.c.run_id == run_id)).scalar_one())
+
     def delete_checkpoints(self, run_id: str) -> int:
+        """Delete every checkpoint row of a run (nothing is decoded: damaged rows go too)."""
         check_run_id(run_id)
         return self._tx(lambda conn: conn.execute(
             sa.delete(checkpoints).where(checkpoints.c.run_id == run_id)).rowcount)
@@ -361,6 +369,21 @@ class CheckpointStore(RunStore):
         if record.raw_context is None:
             record.latest_checkpoint = self.latest_checkpoint(record.run_id)
         return record
+
+    def stored_status(self, run_id: str) -> tuple[str, str] | None:
+        """(spine run id, the status column as stored) of the run with this id, or that has this
+        Dagster run in its lineage; None when there is none. Nothing else of the run is read or
+        decoded: the delete commands use it, so that a run whose stored rows are damaged can
+        still be deleted, as the corruption errors advise."""
+        check_run_id(run_id)
+
+        def work(conn: sa.Connection) -> tuple[str, str] | None:
+            spine_id = self.find_run_id(conn, run_id)
+            status = None if spine_id is None else conn.execute(
+                sa.select(runs.c.status).where(runs.c.run_id == spine_id)).scalar()
+            return None if status is None else (spine_id, str(status))
+
+        return self._read(work)
 
     # -- transit (outputs that are not checkpoints) --------------------------------------------
     def put_transit(self, dagster_run_id: str, step_name: str, snapshot: RawJSON) -> None:

@@ -74,6 +74,37 @@ def run_main(capsys, *args: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
+@pytest.mark.parametrize("damage", ["checkpoint-state", "run-status"])
+def test_delete_clears_a_run_whose_rows_are_damaged(database_url, capsys, damage):
+    """The corruption errors advise deleting a damaged run's checkpoints: `delete` (and
+    `WorkflowRunner.delete_checkpoints`) must do it without decoding the damaged rows; a damaged
+    run whose stored status says running is still refused."""
+    store = CheckpointStore.for_url(database_url)
+    db = ("--database-url", database_url)
+    for run_id in ("damaged-1", "damaged-2", "damaged-running"):
+        make_run(store, run_id, "running" if run_id.endswith("running") else "failed",
+                 checkpoint_days=0, steps=3)
+    with store.engine.begin() as conn:
+        if damage == "checkpoint-state":
+            conn.execute(sa.text("UPDATE core_workflow_checkpoints SET state = 'bogus' "
+                                 "WHERE step_name = 's1'"))
+        else:
+            conn.execute(sa.text("UPDATE core_workflow_runs SET status = 'weird' "
+                                 "WHERE run_id <> 'damaged-running'"))
+    code, _, err = run_main(capsys, "checkpoints", "damaged-1", *db)
+    assert code == 1 and err.startswith("error: "), err  # damaged: it cannot be shown
+
+    code, out, err = run_main(capsys, "delete", "damaged-1", "--yes", *db)
+    assert code == 0, err
+    assert out.strip().splitlines()[-1] == "deleted 3 checkpoint(s) of run damaged-1"
+    assert WorkflowRunner(database_url=database_url).delete_checkpoints("damaged-2") == 3
+    code, out, err = run_main(capsys, "delete", "damaged-running", "--yes", *db)
+    assert code == 1 and "is running" in err, (out, err)
+    assert remaining(store)["damaged-running"] == 3
+    assert "damaged-1" not in remaining(store) and "damaged-2" not in remaining(store)
+
+
+
 def test_inspect_resume_and_delete_a_run_that_failed_in_another_process(database_url, env,
                                                                          capsys):
     run_id = failed_seed_run(database_url, env)
