@@ -31,6 +31,7 @@ _EXPORTS: dict[str, str] = {
     "CheckpointCorruptError": "errors", "CheckpointNotFoundError": "errors",
     "CheckpointSerializationError": "errors", "CheckpointTooLargeError": "errors",
     "CheckpointWriteError": "errors", "DatabaseUnavailableError": "errors",
+    "InstanceConfigError": "errors",
     "InvalidAutomationError": "errors", "InvalidDatabaseUrlError": "errors",
     "InvalidParamsError": "errors", "InvalidRetentionError": "errors",
     "InvalidRunIdError": "errors", "InvalidSettingError": "errors",
@@ -58,7 +59,8 @@ _EXPORTS: dict[str, str] = {
     "cleanup_schedule": "retention",
     "WorkflowRunner": "runner",
     "spine_dask_executor": "dask_executor",
-    "Checkpoint": "records", "RunRecord": "records", "CheckpointStore": "store",
+    "Checkpoint": "records", "DamagedRow": "records", "Listing": "records",
+    "RunRecord": "records", "CheckpointStore": "store",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -87,7 +89,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from .dask_executor import spine_dask_executor  # noqa: F401
     from .definitions import SpineJob, build_definitions  # noqa: F401
     from .model import ErrorCategory, ErrorPolicy, RetryPolicy, Step, StepType, Workflow  # noqa: F401
-    from .records import Checkpoint, RunRecord  # noqa: F401
+    from .records import Checkpoint, DamagedRow, Listing, RunRecord  # noqa: F401
     from .results import QualityMetrics, StepResult, WorkflowResult, WorkflowStatus  # noqa: F401
     from .runner import WorkflowRunner  # noqa: F401
     from .sensors import ResumeDecision, SpineFailure, spine_failure_sensor  # noqa: F401

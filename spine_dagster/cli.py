@@ -20,7 +20,8 @@ imported until a command runs, so ``--help`` answers at once.
 
 Exit status: 0 on success; 1 when the command fails (one line, ``error: ...``, with the
 command-line fix), when a resumed run fails again, or when a delete is declined; 2 on a usage
-error.
+error. ``runs`` and ``checkpoints`` list every row they can read, then print one ``error: ...``
+line (on stderr) per damaged row, naming it, the problem and the fix, and exit with 1.
 
 Example:
     >>> import tempfile
@@ -108,20 +109,38 @@ def _import_workflow_of(record: Any) -> None:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     from . import cli_output as fmt  # noqa: PLC0415
+    from .errors import CheckpointCorruptError, InstanceConfigError  # noqa: PLC0415
 
     store = _store(args)
-    records = store.list_runs(status=args.status, workflow_name=args.workflow, limit=args.limit)
+    listing = store.list_runs(status=args.status, workflow_name=args.workflow, limit=args.limit,
+                              skip_damaged=True)
+    problems = [row.error.cli_message for row in listing.damaged]
+    records = list(listing)
     if any(r.status.value == "running" for r in records):
         # A run whose process died still says "running"; get_run asks Dagster how it ended.
         runner = _runner(args)
-        records = [runner.get_run(r.run_id) if r.status.value == "running" else r
-                   for r in records]
+        for i, record in enumerate(records):
+            if record.status.value != "running":
+                continue
+            try:
+                records[i] = runner.get_run(record.run_id)
+            except (CheckpointCorruptError, InstanceConfigError) as exc:  # shown as recorded
+                problems.append(f"run {record.run_id} is shown as recorded, not as Dagster sees "
+                                f"it: {exc.cli_message}")
     records = [r for r in records if not args.status or r.status.value == args.status]
-    if not records:
-        print("no runs" + _filters(args))
-        return 0
-    print(fmt.runs_table(records))
-    return 0
+    if records:
+        print(fmt.runs_table(records))
+    else:
+        print("no runs" + _filters(args) + (" that can be read" if problems else ""))
+    return _report(problems)
+
+
+def _report(problems: list[str]) -> int:
+    """Each damaged row the listing left out, as an ``error: ...`` line; 1 if there was any."""
+    sys.stdout.flush()
+    for problem in dict.fromkeys(problems):
+        print(f"error: {_one_line(problem)}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def _filters(args: argparse.Namespace) -> str:
@@ -144,17 +163,29 @@ def _record(store: Any, run_id: str) -> Any:
 
 def cmd_checkpoints(args: argparse.Namespace) -> int:
     from . import cli_output as fmt  # noqa: PLC0415
+    from .errors import CheckpointCorruptError  # noqa: PLC0415
 
     store = _store(args)
-    record = _record(store, args.run_id)
+    run_id = store.resolve_run_id(args.run_id)
+    if run_id is None:
+        _record(store, args.run_id)  # raises UnknownRunError
+    problems: list[str] = []
+    try:
+        record = store.get_run(run_id)
+    except CheckpointCorruptError as exc:  # its record (or newest checkpoint) is damaged
+        record = None
+        problems.append(exc.cli_message)
     _import_workflow_of(record)
-    checkpoints = store.list_checkpoints(record.run_id)
-    print(fmt.run_line(record))
-    if not checkpoints:
-        print("no checkpoints")
-        return 0
-    print(fmt.checkpoints_table(checkpoints))
-    return 0
+    checkpoints = store.list_checkpoints(run_id, skip_damaged=True)
+    problems += [row.error.cli_message + ("" if "--json" in row.error.cli_message else
+                 f" See the row with: {PROG} checkpoint {run_id} {row.step_name} --json")
+                 for row in checkpoints.damaged]
+    print(fmt.run_line(record) if record is not None else f"run {run_id}")
+    if checkpoints:
+        print(fmt.checkpoints_table(checkpoints))
+    else:
+        print("no checkpoints" + (" that can be read" if checkpoints.damaged else ""))
+    return _report(problems)
 
 
 def cmd_checkpoint(args: argparse.Namespace) -> int:

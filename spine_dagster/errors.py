@@ -133,6 +133,12 @@ class InvalidSettingError(SpineDagsterError, ValueError):
     """A setting of the runner, the IO manager or a job is out of range."""
 
 
+class InstanceConfigError(InvalidSettingError):
+    """The Dagster instance cannot be loaded: ``$DAGSTER_HOME`` is not a usable directory, or its
+    ``dagster.yaml`` is not valid (bad YAML, a run coordinator or launcher class that does not
+    exist, storage that cannot be reached). Raised before any run is created."""
+
+
 class InvalidWorkflowError(SpineDagsterError, ValueError):
     """A workflow cannot be compiled to a Dagster job."""
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Iterable, TypeVar
 
 from .context import WorkflowContext
 from .errors import CheckpointCorruptError
@@ -30,6 +30,40 @@ from .snapshot import CONTEXT_KEYS, check_snapshot, context_of, repair_hint
 VALID, SUPERSEDED, REJECTED = "valid", "superseded", "rejected"
 STATES = (VALID, SUPERSEDED, REJECTED)
 RESUMED = "__resumed__"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DamagedRow:
+    """A stored row that a listing could not read: ``error`` names the row, the problem and
+    the fix (``error.cli_message``: the command-line fix)."""
+
+    run_id: str
+    step_name: str | None
+    error: CheckpointCorruptError
+
+
+class Listing(list[T]):
+    """The readable rows of a listing, in order (a list), and ``damaged``: the rows that could
+    not be read, each a :class:`DamagedRow`. What ``list_runs(skip_damaged=True)`` and
+    ``list_checkpoints(..., skip_damaged=True)`` return."""
+
+    def __init__(self, items: Iterable[T] = (), damaged: Iterable[DamagedRow] = ()) -> None:
+        super().__init__(items)
+        self.damaged: list[DamagedRow] = list(damaged)
+
+    def strict(self, what: str) -> Listing[T]:
+        """Itself when nothing is damaged; else ``CheckpointCorruptError`` naming every damaged
+        row (listings refuse to drop rows silently unless asked to)."""
+        if not self.damaged:
+            return self
+        problems = "; ".join(str(d.error).rstrip(".") for d in self.damaged[:5])
+        more = f" (and {len(self.damaged) - 5} more)" if len(self.damaged) > 5 else ""
+        raise CheckpointCorruptError(
+            f"{len(self.damaged)} of the rows of {what} cannot be read: {problems}{more}.",
+            hint=f"Repair or delete the row(s) as each problem says. To list the readable rows "
+                 f"now, pass skip_damaged=True: the damaged ones are then in .damaged.",
+            cli_hint="Repair or delete the row(s) as each problem says.")
 
 
 def checked_state(state: str | None, *, run_id: str, step_name: str) -> str:

@@ -40,7 +40,6 @@ from dagster import (
     execute_job,
 )
 
-from . import dburl
 from .assets import PARTITIONS_TAG, VIEW_TAG, asset_step_ops
 from .code_origin import attach_origin, find_serving_job, workspace_file
 from .compiler import EXECUTORS, fuses, node_name, op_groups, reconstructable_job, step_keys, validate
@@ -55,6 +54,7 @@ from .errors import (
     WorkflowMismatchError,
     WorkflowNotFoundError,
 )
+from .instance import checked_instance, default_instance
 from .io_manager import STRATEGIES, check_settings
 from .liveness import LAUNCHER_TAG, launcher_tag, orphaned_reason
 from .locate import is_importable, load_workflow, workflow_ref
@@ -90,18 +90,6 @@ _IN_PROGRESS = {DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRu
 WORKFLOW_TAG = "spine/workflow"
 RUN_ID_TAG = "spine/run_id"
 __all__ = ["WorkflowRunner", "default_instance", "deep_merge"]
-
-
-def default_instance() -> DagsterInstance:
-    """``$DAGSTER_HOME`` when set, else a persistent instance in ``<spine home>/dagster_home``."""
-    if os.environ.get("DAGSTER_HOME"):
-        return DagsterInstance.get()
-    home = dburl.spine_home() / "dagster_home"
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text("telemetry:\n  enabled: false\n")
-    return DagsterInstance.from_config(str(home))
 
 
 def _params(value: Any, what: str) -> dict[str, Any]:
@@ -169,6 +157,7 @@ class WorkflowRunner:
         self.store: CheckpointStore = CheckpointStore.for_url(database_url)
         self.database_url = self.store.url
         self._instance = instance
+        self._instance_checked = False
         self.checkpoint_strategy = checkpoint_strategy
         self.checkpoint_retention_days = checkpoint_retention_days
         self.executor = executor
@@ -183,8 +172,10 @@ class WorkflowRunner:
 
     @property
     def instance(self) -> DagsterInstance:
-        if self._instance is None:
-            self._instance = default_instance()
+        """The Dagster instance, checked on first use (``InstanceConfigError``, before a run)."""
+        if not self._instance_checked:
+            self._instance = checked_instance(self._instance or default_instance())
+            self._instance_checked = True
         return self._instance
 
     # -- running ----------------------------------------------------------------------------------
@@ -319,9 +310,13 @@ class WorkflowRunner:
         """The spine run with this id (or with this Dagster run in its lineage)."""
         return self._reconcile(self._require_run(run_id))
 
-    def list_checkpoints(self, run_id: str) -> list[Checkpoint]:
-        """The run's checkpoints in workflow order; superseded ones included (``.state``)."""
-        return self.store.list_checkpoints(self._require_run(run_id).run_id)
+    def list_checkpoints(self, run_id: str, *, skip_damaged: bool = False) -> list[Checkpoint]:
+        """The run's checkpoints in workflow order; superseded ones included (``.state``).
+        Damaged rows: see ``CheckpointStore.list_checkpoints``."""
+        spine_id = self.store.resolve_run_id(run_id)  # reads nothing that could be damaged
+        if spine_id is None:
+            raise UnknownRunError(self._unknown(run_id))
+        return self.store.list_checkpoints(spine_id, skip_damaged=skip_damaged)
 
     def get_checkpoint(self, run_id: str, step: str) -> Checkpoint:
         record = self._require_run(run_id)
@@ -538,13 +533,14 @@ class WorkflowRunner:
              fuse: bool = False, assets: bool | None = None,
              partitions: str | None = None) -> WorkflowResult:
         assets = self.assets if assets is None else assets
+        instance = self.instance  # a bad dagster.yaml is an error here, before any run exists
         serving = find_serving_job(self.workspace, workflow.name, self.database_url, fuse=fuse)
         name = job_name or (serving.job_name if serving else None)
         job = self._job(workflow, name, fuse, assets, partitions)
         progress = StepProgress(self.store, spine_id, self.emit).start() if self.progress else None
         started = utcnow()
         try:
-            result = execute_job(job, instance=self.instance,
+            result = execute_job(job, instance=instance,
                                  run_config=self._with_logging(run_config), tags=tags,
                                  raise_on_error=False, op_selection=op_selection,
                                  reexecution_options=reexecution_options)
@@ -552,7 +548,7 @@ class WorkflowRunner:
             if progress is not None:
                 progress.finish()
         if serving is not None:
-            attach_origin(self.instance, result.run_id, serving)
+            attach_origin(instance, result.run_id, serving)
         self._auto_cleanup()
         outcome = self._result(workflow, spine_id, result, started, fuse, assets)
         if progress is not None:

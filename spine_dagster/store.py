@@ -25,14 +25,14 @@ import sqlalchemy as sa
 
 from . import db
 from .dburl import reference, resolve_url
-from .errors import InvalidSettingError
+from .errors import CheckpointCorruptError, InvalidSettingError
 from .records import (REJECTED, STATES, SUPERSEDED, VALID, Checkpoint, CheckpointInfo,
-                      RunRecord, checked_state)
+                      DamagedRow, Listing, RunRecord, checked_state)
 from .results import WorkflowStatus
 from .schema import checkpoints, dagster_runs, runs, transit
 from .serialization import RawJSON, dumps, loads
 from .snapshot import build_snapshot, context_of, utcnow  # noqa: F401 - re-exported
-from .store_runs import RunStore, aware, check_run_id, run_record
+from .store_runs import RunStore, aware, check_run_id, raw_time, run_record, stored_time
 
 _stores: dict[str, CheckpointStore] = {}  # one per database, never per run
 _stores_lock = threading.Lock()
@@ -173,17 +173,22 @@ class CheckpointStore(RunStore):
     def _select_checkpoints(self) -> sa.Select:
         c = checkpoints.c
         return sa.select(c.run_id, c.step_name, c.workflow_name, c.step_index, c.dagster_run_id,
-                         c.size_bytes, c.created_at, c.state, c.superseded_at, c.item_index,
-                         self._json_text(c.context_snapshot).label("snapshot"))
+                         c.size_bytes, raw_time(c.created_at), c.state,
+                         raw_time(c.superseded_at), c.item_index, self._json_text(c.context_snapshot).label("snapshot"))
 
     @staticmethod
     def _checkpoint(row: Any) -> Checkpoint:
+        where = f"the checkpoint of step {row.step_name!r} in run {row.run_id!r}"
+        fix = (f"Set it back to a time, or delete the checkpoint (spine-dagster checkpoint "
+               f"{row.run_id} {row.step_name} --json shows the row).")
         return Checkpoint.from_text(
             row.snapshot, run_id=row.run_id, step_name=row.step_name,
-            workflow_name=row.workflow_name, created_at=aware(row.created_at),
+            workflow_name=row.workflow_name,
+            created_at=stored_time(row.created_at, where, "created_at", fix),
             step_index=row.step_index, dagster_run_id=row.dagster_run_id,
             size_bytes=row.size_bytes, state=row.state,
-            superseded_at=aware(row.superseded_at), item_index=row.item_index)
+            superseded_at=stored_time(row.superseded_at, where, "superseded_at", fix),
+            item_index=row.item_index)
 
     def get_checkpoint(self, run_id: str, step_name: str, *,
                        usable_only: bool = False) -> Checkpoint | None:
@@ -204,9 +209,14 @@ class CheckpointStore(RunStore):
         row = self._read(lambda conn: conn.execute(query).first())
         return row[0] if row else None
 
-    def list_checkpoints(self, run_id: str, *, items: bool = False) -> list[Checkpoint]:
+    def list_checkpoints(self, run_id: str, *, items: bool = False,
+                         skip_damaged: bool = False) -> Listing[Checkpoint]:
         """The checkpoints of a run in workflow order, superseded and rejected ones included
-        (see ``Checkpoint.state``); a map's per-item rows only with ``items=True``."""
+        (see ``Checkpoint.state``); a map's per-item rows only with ``items=True``.
+
+        A damaged row raises ``CheckpointCorruptError`` naming every damaged one; with
+        ``skip_damaged=True`` the readable ones are returned, the damaged ones in ``.damaged``.
+        """
         check_run_id(run_id)
         query = self._select_checkpoints().where(checkpoints.c.run_id == run_id)
         if not items:
@@ -214,7 +224,13 @@ class CheckpointStore(RunStore):
         query = query.order_by(checkpoints.c.step_index, checkpoints.c.item_index.is_not(None),
                                checkpoints.c.item_index, checkpoints.c.id)
         rows = self._read(lambda conn: conn.execute(query).all())
-        return [self._checkpoint(r) for r in rows]
+        listing: Listing[Checkpoint] = Listing()
+        for row in rows:
+            try:
+                listing.append(self._checkpoint(row))
+            except CheckpointCorruptError as exc:
+                listing.damaged.append(DamagedRow(row.run_id, row.step_name, exc))
+        return listing if skip_damaged else listing.strict(f"the checkpoints of run {run_id!r}")
 
     def checkpoint_index(self, run_id: str) -> list[CheckpointInfo]:
         """Every checkpoint row of a run (items included), without the snapshots."""

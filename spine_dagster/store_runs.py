@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from . import db
 from .errors import CheckpointCorruptError, InvalidRunIdError
-from .records import RunRecord, StepRow
+from .records import DamagedRow, Listing, RunRecord, StepRow
 from .results import WorkflowStatus
 from .schema import RUN_ID_LENGTH, dagster_runs, runs, steps
 from .serialization import RawJSON, dumps, loads
@@ -37,6 +37,26 @@ def aware(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=timezone.utc)
     return value
+
+
+def stored_time(value: Any, where: str, column: str, fix: str) -> datetime | None:
+    """A timestamp column as stored; on SQLite an edited one can be any text (read with
+    :func:`raw_time`, SQLAlchemy's own parser would raise a bare ``ValueError``)."""
+    if value is None or isinstance(value, datetime):
+        return aware(value)
+    if isinstance(value, str):
+        try:
+            return aware(datetime.fromisoformat(value))
+        except ValueError:
+            pass
+    raise CheckpointCorruptError(
+        f"{where}: {column} is {value!r}, not a timestamp; spine_dagster did not write this, "
+        f"the row was edited. {fix}")
+
+
+def raw_time(column: Any) -> Any:
+    """``column`` without SQLAlchemy's datetime parsing, for :func:`stored_time`."""
+    return sa.type_coerce(column, sa.String).label(column.name)
 
 
 def check_run_id(run_id: Any) -> str:
@@ -277,8 +297,9 @@ class RunStore:
     def _run_query(self) -> sa.Select:
         c = runs.c
         return sa.select(c.run_id, c.workflow_name, c.status, c.error_step, c.error,
-                         c.error_category, c.workflow_ref, c.job_name, c.attempts, c.created_at,
-                         c.updated_at, self._json_text(c.params).label("params"),
+                         c.error_category, c.workflow_ref, c.job_name, c.attempts,
+                         raw_time(c.created_at), raw_time(c.updated_at),
+                         self._json_text(c.params).label("params"),
                          self._json_text(c.original_params).label("original_params"),
                          self._json_text(c.partition).label("partition"),
                          self._json_text(c.context).label("context"),
@@ -307,14 +328,27 @@ class RunStore:
         return owner[0] if owner else None
 
     def list_runs(self, *, status: str | None = None, workflow_name: str | None = None,
-                  limit: int = 100) -> list[RunRecord]:
+                  limit: int = 100, skip_damaged: bool = False) -> Listing[RunRecord]:
+        """The newest ``limit`` runs, newest first.
+
+        A run record that was edited into something spine_dagster never writes (an unknown
+        status, a column that is not a timestamp) raises ``CheckpointCorruptError`` naming
+        every such run; with ``skip_damaged=True`` the readable runs are returned, and the
+        damaged ones are in ``.damaged`` (what ``spine-dagster runs`` shows).
+        """
         query = self._run_query().order_by(runs.c.created_at.desc()).limit(limit)
         if status:
             query = query.where(runs.c.status == status)
         if workflow_name:
             query = query.where(runs.c.workflow_name == workflow_name)
         rows = self._read(lambda conn: conn.execute(query).all())
-        return [run_record(RunRecord, r, []) for r in rows]
+        listing: Listing[RunRecord] = Listing()
+        for row in rows:
+            try:
+                listing.append(run_record(RunRecord, row, []))
+            except CheckpointCorruptError as exc:
+                listing.damaged.append(DamagedRow(row.run_id, None, exc))
+        return listing if skip_damaged else listing.strict("core_workflow_runs")
 
     def step_rows(self, run_id: str) -> dict[str, StepRow]:
         """The latest attempt of each step of a run, by step name."""
@@ -388,12 +422,16 @@ def run_record(cls: type, row: Any, lineage: list[str]) -> Any:
             f"the record of run {row.run_id!r} in core_workflow_runs: status {row.status!r} is "
             f"not one of {[s.value for s in WorkflowStatus]}; spine_dagster did not write this, "
             f"the row was edited. Set the status back (failed, to resume the run).") from None
+    where = f"the record of run {row.run_id!r} in core_workflow_runs"
+    fix = "Set it back to a time (e.g. the run's first checkpoint's created_at)."
+    created_at = stored_time(row.created_at, where, "created_at", fix)
+    updated_at = stored_time(row.updated_at, where, "updated_at", fix)
     return cls(
         run_id=row.run_id, workflow_name=row.workflow_name, status=status,
         error_step=row.error_step, error=row.error, error_category=row.error_category,
         workflow_ref=row.workflow_ref, job_name=row.job_name, attempts=row.attempts,
-        created_at=aware(row.created_at), updated_at=aware(row.updated_at),
-        dagster_run_ids=lineage, raw_params=row.params, raw_original_params=row.original_params,
+        created_at=created_at, updated_at=updated_at, dagster_run_ids=lineage,
+        raw_params=row.params, raw_original_params=row.original_params,
         raw_partition=row.partition, raw_context=row.context, raw_signature=row.signature)
 
 

@@ -43,7 +43,10 @@ def env(tmp_path) -> dict[str, str]:
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     environ = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    return {**environ, "DAGSTER_HOME": str(home), "SEED_CALLS_FILE": str(tmp_path / "calls.txt")}
+    # The package under test (this checkout), whichever checkout the console script was
+    # installed from; the tests directory comes from the working directory (cwd=TESTS_DIR).
+    return {**environ, "PYTHONPATH": str(TESTS_DIR.parent), "DAGSTER_HOME": str(home),
+            "SEED_CALLS_FILE": str(tmp_path / "calls.txt")}
 
 
 def calls(env) -> list[str]:
@@ -396,3 +399,91 @@ def test_showing_a_run_never_runs_the_script_its_record_names(database_url, env,
     code, out, _ = run_main(capsys, "checkpoint", "shown-run", "s1", *db)
     assert code == 0 and "s1" in out, out
     assert not marker.exists()
+
+
+def _edit(store: CheckpointStore, sql: str, **params: str) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(sa.text(sql), params)
+
+
+def test_runs_lists_the_healthy_runs_and_flags_a_damaged_record(database_url, env):
+    """One edited row in core_workflow_runs: `runs` still lists every other run, names the
+    damaged one with the problem and the fix on stderr, and exits 1."""
+    store = CheckpointStore(database_url)
+    for run_id in ("healthy-1", "damaged", "healthy-2"):
+        make_run(store, run_id, "failed", checkpoint_days=0)
+    _edit(store, "UPDATE core_workflow_runs SET status = 'weird' WHERE run_id = 'damaged'")
+    db = ("--database-url", database_url)
+    proc = spine("runs", *db, env=env)
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    assert "healthy-1" in proc.stdout and "healthy-2" in proc.stdout
+    assert "damaged" not in proc.stdout
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("error: the record of run 'damaged' in core_workflow_runs: status "
+                           "'weird'"), line
+    assert "Set the status back" in line
+    proc = spine("runs", "--status", "failed", *db, env=env)  # the filter leaves it out
+    assert proc.returncode == 0 and proc.stderr == "" and "healthy-1" in proc.stdout
+    # The Python API names it too, and lists the others when asked.
+    with pytest.raises(Exception, match="status 'weird'") as info:
+        store.list_runs()
+    assert type(info.value).__name__ == "CheckpointCorruptError"
+    assert "skip_damaged=True" in str(info.value)
+    listing = store.list_runs(skip_damaged=True)
+    assert sorted(r.run_id for r in listing) == ["healthy-1", "healthy-2"]
+    assert [(d.run_id, d.step_name) for d in listing.damaged] == [("damaged", None)]
+
+
+def test_runs_flags_a_timestamp_that_is_not_one(tmp_path, env):
+    """SQLite keeps any text in a timestamp column: SQLAlchemy's own parser raised a bare
+    ValueError and `runs` listed nothing."""
+    url = f"sqlite:///{tmp_path}/edited.db"
+    store = CheckpointStore(url)
+    make_run(store, "healthy", "failed", checkpoint_days=0)
+    make_run(store, "edited", "completed", checkpoint_days=0)
+    _edit(store, "UPDATE core_workflow_runs SET created_at = 'garbage' WHERE run_id = 'edited'")
+    proc = spine("runs", "--database-url", url, env=env)
+    assert proc.returncode == 1 and "healthy" in proc.stdout and "edited" not in proc.stdout
+    assert "run 'edited' in core_workflow_runs: created_at is 'garbage', not a timestamp" \
+        in proc.stderr
+
+
+def test_checkpoints_lists_the_healthy_ones_and_flags_a_damaged_one(database_url, env, capsys):
+    store = CheckpointStore(database_url)
+    make_run(store, "r", "failed", checkpoint_days=0, steps=4)
+    _edit(store, "UPDATE core_workflow_checkpoints SET context_snapshot = :bad "
+                 "WHERE run_id = 'r' AND step_name = 's1'", bad='[1, 2]')
+    code, out, err = run_main(capsys, "checkpoints", "r", "--database-url", database_url)
+    assert code == 1
+    assert "run r (workflow tests.retention): failed" in out
+    steps = [line.split()[0] for line in out.splitlines()[2:]]
+    assert steps == ["s0", "s2", "s3"], out
+    [line] = err.strip().splitlines()
+    assert line.startswith("error: the checkpoint of step 's1' in run 'r'"), line
+    assert "spine-dagster checkpoint r s1 --json" in line
+    listing = store.list_checkpoints("r", skip_damaged=True)
+    assert [c.step_name for c in listing] == ["s0", "s2", "s3"]
+    assert [(d.run_id, d.step_name) for d in listing.damaged] == [("r", "s1")]
+
+
+def test_resume_with_a_dagster_yaml_that_dagster_cannot_load(database_url, env, tmp_path):
+    """A run coordinator class that does not exist: one line naming the file, Dagster's
+    message and the fix; nothing is launched."""
+    run_id = failed_seed_run(database_url, env)
+    bad = tmp_path / "bad_home"
+    bad.mkdir()
+    (bad / "dagster.yaml").write_text("run_coordinator:\n  module: dagster\n"
+                                      "  class: DefaultRunCoordinator\n")
+    before = [(r.run_id, r.status.value, r.attempts)
+              for r in CheckpointStore(database_url).list_runs()]
+    error = one_line_error(spine("resume", run_id, "--database-url", database_url,
+                                 env={**env, "DAGSTER_HOME": str(bad)}))
+    assert f"{bad}/dagster.yaml" in error
+    assert "Couldn't find class DefaultRunCoordinator" in error
+    assert "dagster._core.run_coordinator" in error
+    assert [(r.run_id, r.status.value, r.attempts)
+            for r in CheckpointStore(database_url).list_runs()] == before
+    error = one_line_error(spine("resume", run_id, "--database-url", database_url,
+                                 env={**env, "DAGSTER_HOME": str(tmp_path / "no_such_dir")}))
+    assert "InstanceConfigError" not in error and "is not a directory or does not exist" in error
+    assert "Set DAGSTER_HOME" in error or "set DAGSTER_HOME" in error

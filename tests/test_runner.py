@@ -7,12 +7,14 @@ Resume Scenarios, Checkpoint Context. Each test asserts which steps actually ran
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 from dagster import DagsterRunStatus
 
 import seed_workflows as seed
 from seed_workflows import SEED
 from spine_dagster import (
     Checkpoint,
+    CheckpointCorruptError,
     ErrorCategory,
     Step,
     StepResult,
@@ -319,3 +321,21 @@ def test_workflow_built_inside_a_function_runs_and_resumes_in_process(runner):
     assert resumed.status == "completed"
     assert calls == ["first", "flaky", "flaky"]
     assert resumed.context.outputs["flaky"] == {"total": 42}
+
+
+def test_list_checkpoints_names_a_damaged_row_and_can_skip_it(runner, database_url):
+    """The newest checkpoint edited: list_checkpoints names it (and how to list the others), and
+    skip_damaged=True lists the others, the damaged one in .damaged (it used to fail on the run's
+    newest checkpoint before listing anything)."""
+    result = runner.execute(Workflow("tests.damaged", [
+        Step.lambda_(name, lambda ctx, cfg: {"x": 1}) for name in ("a", "b", "c")]))
+    engine = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE core_workflow_checkpoints SET context_snapshot = '[]' "
+                             "WHERE run_id = :r AND step_name = 'c'"), {"r": result.run_id})
+    engine.dispose()
+    with pytest.raises(CheckpointCorruptError, match="step 'c'.*skip_damaged=True"):
+        runner.list_checkpoints(result.run_id)
+    listing = runner.list_checkpoints(result.run_id, skip_damaged=True)
+    assert [c.step_name for c in listing] == ["a", "b"]
+    assert [(d.run_id, d.step_name) for d in listing.damaged] == [(result.run_id, "c")]
