@@ -36,7 +36,7 @@ import threading
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 from .errors import (
     CheckpointNotFoundError,
@@ -60,7 +60,7 @@ from .names import (
 )
 from .results import WorkflowStatus
 from .serialization import check_json, to_json_value
-from .snapshot import PARAMS_READ
+from .snapshot import PARAMS_READ, SKIPPED
 from .store import CheckpointStore
 
 ON_STALE = ("warn", "rerun", "error")
@@ -276,17 +276,40 @@ def _restored(store: CheckpointStore, record: RunRecord, start_checkpoint: str |
     return params, reads, carried
 
 
+def check_start_context(store: CheckpointStore, record: RunRecord, start_from: str, start: int,
+                        outputs: Collection[str]) -> None:
+    """A context a caller supplies to continue a run at ``start_from`` must hold the output of
+    every step before it that has a valid checkpoint (a choice's skipped steps aside): the
+    checkpoints written from it would otherwise lack them, and a resume never starts from a
+    partial context (``snapshot.check_outputs_kept`` refuses such a checkpoint)."""
+    skipped = {name for name, row in store.step_rows(record.run_id).items()
+               if row.status == SKIPPED}
+    missing = [i.step_name for i in store.checkpoint_index(record.run_id)
+               if i.usable and i.item_index is None and i.step_index < start
+               and i.step_name not in skipped and i.step_name not in outputs]
+    if missing:
+        raise InvalidParamsError(
+            f"the context passed to continue run {record.run_id!r} at step {start_from!r} lacks "
+            f"the output of {', '.join(repr(m) for m in missing)}, which the run completed "
+            f"before it; the run would continue from a partial context and lose them.",
+            hint=f"Pass a context that holds them, e.g. runner.get_checkpoint({record.run_id!r}, "
+                 f"{missing[-1]!r}).context, or start a new run (context.with_run_id(NEW_ID)).")
+
+
 def _diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
     return {k: (old.get(k, _MISSING), v) for k, v in new.items() if k not in old or old[k] != v}
 
 
 def plan_resume(store: CheckpointStore, record: RunRecord, signature: Sequence[Sequence[Any]], *,
                 params_override: Mapping[str, Any] | None = None, start_from: str | None = None,
-                on_stale: str = "warn", start_context: bool = False) -> ResumePlan:
+                on_stale: str = "warn", start_context: bool = False,
+                context_outputs: Collection[str] | None = None) -> ResumePlan:
     """Plan a resume of ``record`` with the workflow whose steps are ``signature``.
 
     ``start_from`` starts at that step (``execute(run_id=..., start_from=...)``);
-    ``start_context=True`` means the caller supplies the start context itself.
+    ``start_context=True`` means the caller supplies the start context itself, and
+    ``context_outputs`` names the steps whose outputs it holds (checked: see
+    :func:`check_start_context`).
     """
     if on_stale not in ON_STALE:
         raise InvalidSettingError(f"on_stale must be one of {ON_STALE}, got {on_stale!r}")
@@ -320,6 +343,8 @@ def plan_resume(store: CheckpointStore, record: RunRecord, signature: Sequence[S
                 hint="Pass context= (e.g. from get_checkpoint) or start from an earlier step.",
                 cli_hint="Start from an earlier step (--start-from STEP).")
         reason = f"start_from={start_from!r}"
+        if start_context and context_outputs is not None:
+            check_start_context(store, record, start_from, start, context_outputs)
     else:
         failed_at = position.get(record.error_step) if status == "failed" else None
         limit = failed_at if failed_at is not None else len(names)

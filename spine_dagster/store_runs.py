@@ -135,7 +135,7 @@ class RunStore:
                       workflow_signature=signature, created_at=now, updated_at=now)
         update: dict[str, Any] = dict(status="running", attempts=seq, updated_at=now,
                                       error_step=None, error=None, error_category=None,
-                                      context=None)
+                                      context=sa.null())  # SQL NULL; None would be JSON null
         if existing is not None and params_override:
             from .serialization import loads  # noqa: PLC0415
 
