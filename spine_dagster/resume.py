@@ -34,24 +34,21 @@ Example:
 from __future__ import annotations
 
 import json
-import logging
-import threading
-import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 from .errors import (
     CheckpointNotFoundError,
     InvalidParamsError,
     InvalidSettingError,
     NothingToResumeError,
-    RunInProgressError,
     StaleStepsError,
     UnknownStepError,
     WorkflowChangedError,
 )
 from .item_reuse import MapItemsPlan, plan_items
+from .lease import LEASE_SECONDS, ResumeLease, guard_not_running  # noqa: F401 - re-exported
 from .param_reads import ALL
 from .records import RESUMED, RunRecord
 from .names import (
@@ -64,15 +61,12 @@ from .names import (
 )
 from .results import WorkflowStatus
 from .serialization import check_json, to_json_value
-from .snapshot import PARAMS_READ
+from .snapshot import PARAMS_READ, SKIPPED
 from .store import CheckpointStore
 
 ON_STALE = ("warn", "rerun", "error")
-LEASE_SECONDS = 60.0
 _KEEP_DAGSTER_TAGS = ("dagster/partition",)
 _MISSING = "<absent>"
-_log = logging.getLogger("spine_dagster")
-_unreleased: dict[tuple[str, str], str] = {}  # (database, run id) -> owner: a lease left behind
 
 
 @dataclass(frozen=True)
@@ -300,17 +294,40 @@ def _restored(store: CheckpointStore, record: RunRecord, start_checkpoint: str |
     return params, reads, carried
 
 
+def check_start_context(store: CheckpointStore, record: RunRecord, start_from: str, start: int,
+                        outputs: Collection[str]) -> None:
+    """A context a caller supplies to continue a run at ``start_from`` must hold the output of
+    every step before it that has a valid checkpoint (a choice's skipped steps aside): the
+    checkpoints written from it would otherwise lack them, and a resume never starts from a
+    partial context (``snapshot.check_outputs_kept`` refuses such a checkpoint)."""
+    skipped = {name for name, row in store.step_rows(record.run_id).items()
+               if row.status == SKIPPED}
+    missing = [i.step_name for i in store.checkpoint_index(record.run_id)
+               if i.usable and i.item_index is None and i.step_index < start
+               and i.step_name not in skipped and i.step_name not in outputs]
+    if missing:
+        raise InvalidParamsError(
+            f"the context passed to continue run {record.run_id!r} at step {start_from!r} lacks "
+            f"the output of {', '.join(repr(m) for m in missing)}, which the run completed "
+            f"before it; the run would continue from a partial context and lose them.",
+            hint=f"Pass a context that holds them, e.g. runner.get_checkpoint({record.run_id!r}, "
+                 f"{missing[-1]!r}).context, or start a new run (context.with_run_id(NEW_ID)).")
+
+
 def _diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
     return {k: (old.get(k, _MISSING), v) for k, v in new.items() if k not in old or old[k] != v}
 
 
 def plan_resume(store: CheckpointStore, record: RunRecord, signature: Sequence[Sequence[Any]], *,
                 params_override: Mapping[str, Any] | None = None, start_from: str | None = None,
-                on_stale: str = "warn", start_context: bool = False) -> ResumePlan:
+                on_stale: str = "warn", start_context: bool = False,
+                context_outputs: Collection[str] | None = None) -> ResumePlan:
     """Plan a resume of ``record`` with the workflow whose steps are ``signature``.
 
     ``start_from`` starts at that step (``execute(run_id=..., start_from=...)``);
-    ``start_context=True`` means the caller supplies the start context itself.
+    ``start_context=True`` means the caller supplies the start context itself, and
+    ``context_outputs`` names the steps whose outputs it holds (checked: see
+    :func:`check_start_context`).
     """
     if on_stale not in ON_STALE:
         raise InvalidSettingError(f"on_stale must be one of {ON_STALE}, got {on_stale!r}")
@@ -344,6 +361,8 @@ def plan_resume(store: CheckpointStore, record: RunRecord, signature: Sequence[S
                 hint="Pass context= (e.g. from get_checkpoint) or start from an earlier step.",
                 cli_hint="Start from an earlier step (--start-from STEP).")
         reason = f"start_from={start_from!r}"
+        if start_context and context_outputs is not None:
+            check_start_context(store, record, start_from, start, context_outputs)
     else:
         failed_at = position.get(record.error_step) if status == "failed" else None
         limit = failed_at if failed_at is not None else len(names)
@@ -508,83 +527,3 @@ def nodes_from(plan: ResumePlan, ops: Mapping[str, Sequence[str]]) -> list[str]:
             return keys[position:]
     raise UnknownStepError(f"no op of the job runs step {plan.start_step!r}; the job does not "
                            f"match the workflow of run {plan.run_id!r}.")
-
-
-class ResumeLease:
-    """One resume of a run at a time: the run's lease in the store, renewed while held."""
-
-    def __init__(self, store: CheckpointStore, run_id: str, statuses: Sequence[str], *,
-                 planned_from: str | None = None) -> None:
-        self.store, self.run_id, self.statuses = store, run_id, tuple(statuses)
-        self.planned_from = planned_from  # the run's last Dagster run when the plan was made
-        self.owner = uuid.uuid4().hex
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> ResumeLease:
-        # A lease this process could not release (the database was down when its resume ended)
-        # is no one's now: release it first, rather than wait LEASE_SECONDS for it to expire.
-        stale = _unreleased.pop((self.store.url, self.run_id), None)
-        if stale is not None:
-            self._release(stale)
-        if not self.store.acquire_lease(self.run_id, self.owner, LEASE_SECONDS, self.statuses):
-            owner, until = self.store.lease_of(self.run_id)
-            record = self.store.get_run(self.run_id)
-            if record is not None and record.status.value not in self.statuses:
-                raise RunInProgressError(
-                    f"run {self.run_id!r} is {record.status.value} now; it changed while the "
-                    f"resume was being planned. Check it with get_run({self.run_id!r}).")
-            raise RunInProgressError(
-                f"another resume of run {self.run_id!r} is in progress (lease held until "
-                f"{until.isoformat() if until else '?'}); wait for it to finish and check "
-                f"get_run({self.run_id!r}).status.")
-        if self.planned_from is not None:
-            try:
-                record = self.store.get_run(self.run_id)
-            except BaseException:
-                self._release(self.owner)
-                raise
-            last = record.last_dagster_run_id if record is not None else None
-            if last != self.planned_from:  # another resume ran in between: the plan is stale
-                self._release(self.owner)
-                raise RunInProgressError(
-                    f"run {self.run_id!r} was resumed by another process (Dagster run {last}) "
-                    f"while this resume was being planned; check get_run({self.run_id!r}) and "
-                    f"plan again if it still needs a resume.")
-        self._thread = threading.Thread(target=self._renew, daemon=True,
-                                        name=f"spine-lease-{self.run_id[:8]}")
-        self._thread.start()
-        return self
-
-    def _renew(self) -> None:
-        while not self._stop.wait(LEASE_SECONDS / 3):
-            try:
-                self.store.renew_lease(self.run_id, self.owner, LEASE_SECONDS)
-            except Exception as exc:  # noqa: BLE001 - logged; the run itself reports an outage
-                _log.warning("spine_dagster: could not renew the resume lease of run %s: %s",
-                             self.run_id, exc)
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._release(self.owner)
-
-    def _release(self, owner: str) -> None:
-        try:
-            self.store.release_lease(self.run_id, owner)
-        except Exception as error:  # noqa: BLE001 - it expires by itself
-            _unreleased[(self.store.url, self.run_id)] = owner
-            _log.warning("spine_dagster: could not release the resume lease of run %s (it "
-                         "expires in %ss, or at this process's next resume of it): %s",
-                         self.run_id, int(LEASE_SECONDS), error)
-
-
-def guard_not_running(record: RunRecord, busy: Callable[[], str | None]) -> None:
-    """Refuse to resume a run whose last Dagster run is still in progress (``busy`` says so)."""
-    reason = busy()
-    if reason:
-        raise RunInProgressError(
-            f"run {record.run_id!r} is still running ({reason}); wait for it to finish, or "
-            f"terminate it first. If the process running it died on another machine, mark it "
-            f"failed first: Terminate (force) in the Dagster UI.")

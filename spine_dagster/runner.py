@@ -224,7 +224,8 @@ class WorkflowRunner:
             plan = plan_resume(self.store, record, workflow.signature(),
                                params_override=base_params or None,
                                start_from=start_from or workflow.steps[0].name,
-                               start_context=context is not None)
+                               start_context=context is not None,
+                               context_outputs=context.outputs if context else None)
             return self._carry_out(workflow, record, plan, resume_retry=False,
                                    start_context=context.to_dict() if context else None,
                                    statuses=("completed", "failed", "partial", "running"))

@@ -11,7 +11,8 @@ step, at top level, plus the checkpoint's own metadata::
 
 A snapshot read back from the database is untrusted: :func:`check_snapshot` refuses one that
 ``spine_dagster`` cannot have written (missing keys, wrong types, another run's or step's row, a
-step without its own output), so that a resume never continues from an empty or partial context.
+step without its own output), and :func:`check_outputs_kept` one that lacks the output of a step
+that completed before it, so that a resume never continues from an empty or partial context.
 
 Example:
     >>> snapshot = build_snapshot("r1", "wf", "a", {"params": {"k": 1}, "outputs": {"a": {}},
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 import platform
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from .errors import CheckpointCorruptError
 from .version import __version__
@@ -37,6 +38,8 @@ from .version import __version__
 CONTEXT_KEYS = ("params", "outputs", "quality_metrics", "partition", "started_at")
 CHECKPOINT_METADATA = ("created_at", "python_version", "spine_version", "spine_dagster_version",
                        "dagster_version", "dagster_run_id")
+SKIPPED = "skipped"
+"""The status of a step that a choice jumped over (it has no output)."""
 PARAMS_READ = "params_read"
 """Context metadata: for each step so far, the param keys it read (``["*"]``: all of them)."""
 _REQUIRED: dict[str, tuple[type, ...]] = {"params": (dict,), "outputs": (dict,)}
@@ -97,8 +100,7 @@ def check_snapshot(snapshot: Any, *, run_id: str, step_name: str,
     ``own_output``: the step's own output must be among the outputs (true of every step
     checkpoint; a map item's row holds the item's own outputs instead).
     """
-    where = f"the checkpoint of step {step_name!r} in run {run_id!r}"
-    fix = " " + repair_hint(run_id, step_name)
+    where, fix = _where(run_id, step_name), _fix(run_id, step_name)
     if not isinstance(snapshot, dict):
         raise CheckpointCorruptError(
             f"{where} is {type(snapshot).__name__}, not a JSON object.{fix}")
@@ -136,3 +138,47 @@ def check_snapshot(snapshot: Any, *, run_id: str, step_name: str,
         raise CheckpointCorruptError(
             f"{where}: metadata.{PARAMS_READ} is not a map of step names to lists of keys.{fix}")
     return snapshot
+
+
+def check_outputs_kept(snapshot: Mapping[str, Any], *, run_id: str, step_name: str,
+                       step_index: int, earlier: Sequence[tuple[str, int, str | None]]) -> None:
+    """``CheckpointCorruptError`` when a valid step checkpoint lost an earlier step's output.
+
+    ``earlier``: (step name, step index, step status) of the run's *valid* step checkpoints
+    (``core_workflow_checkpoints`` joined with ``core_workflow_steps``). Contexts only grow: a
+    valid checkpoint was computed from the context of the newest valid checkpoint before it (a
+    step that runs again supersedes its own and every later checkpoint), so it holds the output
+    of every step before it that has a valid checkpoint, unless a choice skipped that step
+    (status ``skipped``: it has no output). A step without a step row (older databases) is not
+    required.
+
+    Example:
+        >>> snap = {"outputs": {"b": {}}}
+        >>> check_outputs_kept(snap, run_id="r1", step_name="b", step_index=1,
+        ...                    earlier=[("a", 0, "skipped"), ("b", 1, "completed")])
+        >>> check_outputs_kept(snap, run_id="r1", step_name="b", step_index=1,
+        ...                    earlier=[("a", 0, "completed")])
+        Traceback (most recent call last):
+        ...
+        spine_dagster.errors.CheckpointCorruptError: the checkpoint of step 'b' in run 'r1' lacks the output of step 'a', ...
+    """
+    outputs = snapshot.get("outputs")
+    if not isinstance(outputs, Mapping):
+        return  # check_snapshot refuses it
+    missing = [name for name, index, status in sorted(earlier, key=lambda e: e[1])
+               if index < step_index and status not in (None, SKIPPED) and name not in outputs]
+    if missing:
+        steps = ", ".join(repr(name) for name in missing)
+        raise CheckpointCorruptError(
+            f"{_where(run_id, step_name)} lacks the output of step{'s' * (len(missing) > 1)} "
+            f"{steps}, which completed before it (the run's valid checkpoint of "
+            f"{missing[0]!r} holds it); the outputs were truncated, and a resume from it would "
+            f"lose them.{_fix(run_id, step_name)}")
+
+
+def _where(run_id: str, step_name: str) -> str:
+    return f"the checkpoint of step {step_name!r} in run {run_id!r}"
+
+
+def _fix(run_id: str, step_name: str) -> str:
+    return " " + repair_hint(run_id, step_name)

@@ -29,9 +29,10 @@ from .errors import CheckpointCorruptError, InvalidSettingError
 from .records import (REJECTED, STATES, SUPERSEDED, VALID, Checkpoint, CheckpointInfo,
                       DamagedRow, Listing, RunRecord, checked_state)
 from .results import WorkflowStatus
-from .schema import checkpoints, dagster_runs, runs, transit
+from .schema import checkpoints, dagster_runs, runs, steps, transit
 from .serialization import RawJSON, dumps, loads
 from .snapshot import build_snapshot, context_of, utcnow  # noqa: F401 - re-exported
+from .snapshot import check_outputs_kept
 from .store_runs import RunStore, aware, check_run_id, raw_time, run_record, stored_time
 
 _stores: dict[str, CheckpointStore] = {}  # one per database, never per run
@@ -174,7 +175,8 @@ class CheckpointStore(RunStore):
         c = checkpoints.c
         return sa.select(c.run_id, c.step_name, c.workflow_name, c.step_index, c.dagster_run_id,
                          c.size_bytes, raw_time(c.created_at), c.state,
-                         raw_time(c.superseded_at), c.item_index, self._json_text(c.context_snapshot).label("snapshot"))
+                         raw_time(c.superseded_at), c.item_index,
+                         self._json_text(c.context_snapshot).label("snapshot"))
 
     @staticmethod
     def _checkpoint(row: Any) -> Checkpoint:
@@ -198,8 +200,8 @@ class CheckpointStore(RunStore):
                                                  checkpoints.c.step_name == step_name)
         if usable_only:
             query = query.where(checkpoints.c.state == VALID)
-        row = self._read(lambda conn: conn.execute(query).first())
-        return self._checkpoint(row) if row else None
+        row, lineage = self._read(lambda conn: self._with_lineage(conn, run_id, query, "first"))
+        return self._checked(row, lineage) if row else None
 
     def raw_checkpoint(self, run_id: str, step_name: str) -> str | None:
         """The stored text of a checkpoint, unchecked (for an operator to inspect or repair)."""
@@ -223,11 +225,11 @@ class CheckpointStore(RunStore):
             query = query.where(checkpoints.c.item_index.is_(None))
         query = query.order_by(checkpoints.c.step_index, checkpoints.c.item_index.is_not(None),
                                checkpoints.c.item_index, checkpoints.c.id)
-        rows = self._read(lambda conn: conn.execute(query).all())
+        rows, lineage = self._read(lambda conn: self._with_lineage(conn, run_id, query, "all"))
         listing: Listing[Checkpoint] = Listing()
         for row in rows:
             try:
-                listing.append(self._checkpoint(row))
+                listing.append(self._checked(row, lineage))
             except CheckpointCorruptError as exc:
                 listing.damaged.append(DamagedRow(row.run_id, row.step_name, exc))
         return listing if skip_damaged else listing.strict(f"the checkpoints of run {run_id!r}")
@@ -266,8 +268,34 @@ class CheckpointStore(RunStore):
         query = (self._select_checkpoints()
                  .where(c.run_id == run_id, c.state == VALID, c.item_index.is_(None))
                  .order_by(c.step_index.desc(), c.created_at.desc()).limit(1))
-        row = self._read(lambda conn: conn.execute(query).first())
-        return self._checkpoint(row) if row else None
+        row, lineage = self._read(lambda conn: self._with_lineage(conn, run_id, query, "first"))
+        return self._checked(row, lineage) if row else None
+
+    def _with_lineage(self, conn: sa.Connection, run_id: str, query: sa.Select,
+                      fetch: str) -> tuple[Any, list[tuple[str, int, str | None]]]:
+        """The rows of ``query``, and (read first, in the same transaction) the run's valid step
+        checkpoints with their steps' status, which :meth:`_checked` checks them against.
+
+        Read in this order, a checkpoint that ``query`` finds valid was valid when the lineage
+        was read: a step that ran again since would have superseded it first."""
+        c = checkpoints.c
+        lineage = conn.execute(
+            sa.select(c.step_name, c.step_index, steps.c.status)
+            .select_from(checkpoints.outerjoin(steps, sa.and_(steps.c.run_id == c.run_id,
+                                                              steps.c.step_name == c.step_name)))
+            .where(c.run_id == run_id, c.state == VALID, c.item_index.is_(None))).all()
+        result = conn.execute(query)
+        return (result.first() if fetch == "first" else result.all()), [tuple(r) for r in lineage]
+
+    def _checked(self, row: Any, lineage: list[tuple[str, int, str | None]]) -> Checkpoint:
+        """The checkpoint of ``row``; a valid step checkpoint must hold the output of every step
+        before it with a valid checkpoint (``snapshot.check_outputs_kept``)."""
+        checkpoint = self._checkpoint(row)
+        if checkpoint.usable and checkpoint.item_index is None:
+            check_outputs_kept(checkpoint.context_snapshot, run_id=checkpoint.run_id,
+                               step_name=checkpoint.step_name, step_index=checkpoint.step_index,
+                               earlier=lineage)
+        return checkpoint
 
     def supersede(self, conn: sa.Connection, run_id: str, from_index: int, *,
                   keep_items: bool = False) -> int:
@@ -382,7 +410,7 @@ class CheckpointStore(RunStore):
             return None
         row, lineage = found
         record = run_record(RunRecord, row, lineage).check(context=False)
-        if record.raw_context is None:
+        if record.raw_context in (None, "null"):  # "null": cleared by an older version
             record.latest_checkpoint = self.latest_checkpoint(record.run_id)
         return record
 

@@ -155,7 +155,7 @@ class RunStore:
                       workflow_signature=signature, created_at=now, updated_at=now)
         update: dict[str, Any] = dict(status="running", attempts=seq, updated_at=now,
                                       error_step=None, error=None, error_category=None,
-                                      context=None)
+                                      context=sa.null())  # SQL NULL; None would be JSON null
         if existing is not None and params_override:
             current = _json_object(existing[0], f"the record of run {run_id!r} in "
                                                 f"core_workflow_runs", "params")

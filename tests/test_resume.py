@@ -11,15 +11,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import workflows_resume as wr
 from spine_dagster import (
+    CheckpointCorruptError,
     NothingToResumeError,
     StaleStepsError,
     Step,
@@ -29,6 +32,7 @@ from spine_dagster import (
     WorkflowRunner,
     WorkflowStatus,
 )
+from spine_dagster.cli import main
 
 EXAMPLES = int(os.environ.get("SPINE_RESUME_EXAMPLES", "5"))
 
@@ -342,3 +346,105 @@ def test_the_plan_says_a_map_reruns_every_item_when_a_step_before_it_runs(runner
     again = runner.execute(MAPPED, run_id=run_id, start_from="prepare", params={"unread": 1})
     assert again.status == "completed", again.error
     assert _items_ran(files) == [0, 1, 2, 3, 4, 5]
+
+
+# -- a resume never starts from a partial context ---------------------------------------------------
+def _read_everything(runner: WorkflowRunner, run_id: str) -> None:
+    """Every reader of a run's checkpoints, as a resume and an operator use them."""
+    record = runner.get_run(run_id)
+    for checkpoint in runner.store.list_checkpoints(run_id, items=True):
+        runner.get_checkpoint(run_id, checkpoint.step_name).context
+    latest = runner.store.latest_checkpoint(run_id)
+    if record.status is WorkflowStatus.FAILED:  # its newest context: its newest checkpoint's
+        assert record.context.outputs == latest.context.outputs
+
+
+@pytest.mark.parametrize("workflow", [wr.SHAPES, wr.SHAPES_KEY_FUSED], ids=["every_step",
+                                                                            "key_steps-fused"])
+def test_no_legitimate_run_looks_partial(runner, tmp_path, workflow):
+    """Skipped steps, CONTINUE failures, a step without output, a map and its items, a step never
+    checkpointed, key_steps, fused ops, params_override and a partial re-run that supersedes later
+    checkpoints: no reader calls any of their checkpoints truncated."""
+    every = workflow is wr.SHAPES
+    params = {"dir": str(tmp_path), "items": [1, 2], "fail": True}
+    failed = runner.execute(workflow, params=params)
+    assert (failed.status, failed.error_step) == ("failed", "flaky")
+    _read_everything(runner, failed.run_id)
+    plan = runner.plan_resume(failed.run_id, params_override={"fail": False})
+    assert plan.start_step == "scratch"  # never checkpointed: it runs again
+
+    done = runner.resume(failed.run_id, params_override={"fail": False})
+    assert done.status == "partial"  # soft failed, and the run went on
+    steps = [s.name for s in workflow.steps if s.name != "skipped"]
+    assert sorted(done.context.outputs) == sorted(steps)
+    _read_everything(runner, failed.run_id)
+
+    again = runner.execute(workflow, run_id=failed.run_id, start_from="quiet",
+                           params={"fail": True})
+    assert (again.status, again.error_step) == ("failed", "flaky")
+    _read_everything(runner, failed.run_id)
+    final = runner.resume(failed.run_id, params_override={"fail": False})
+    if every:
+        assert final.status == "partial" and sorted(final.context.outputs) == sorted(steps)
+    else:  # restored from start's checkpoint: jump and soft are gaps, not in the context
+        assert final.status == "completed" and "soft" not in final.context.outputs
+    _read_everything(runner, failed.run_id)
+
+
+def _drop_output(url: str, run_id: str, step: str, lost: str) -> None:
+    """Edit the stored row in plain SQL, as someone with access to the database might."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    cast = "CAST(context_snapshot AS TEXT)"
+    try:
+        with engine.begin() as conn:
+            where = {"r": run_id, "s": step}
+            snapshot = json.loads(conn.execute(sa.text(
+                f"SELECT {cast} FROM core_workflow_checkpoints WHERE run_id = :r AND "
+                f"step_name = :s"), where).scalar_one())
+            del snapshot["outputs"][lost]
+            value = ("CAST(:v AS JSONB)" if engine.dialect.name == "postgresql" else ":v")
+            conn.execute(sa.text(f"UPDATE core_workflow_checkpoints SET context_snapshot = "
+                                 f"{value} WHERE run_id = :r AND step_name = :s"),
+                         {**where, "v": json.dumps(snapshot)})
+    finally:
+        engine.dispose()
+
+
+def test_every_reader_refuses_a_checkpoint_that_lost_an_earlier_output(runner, database_url,
+                                                                        tmp_path, capsys):
+    run_id, _ = _impact_run(runner, tmp_path)  # failed at publish
+    _fail(tmp_path, "report")
+    failed = runner.resume(run_id)  # publish's checkpoint: another Dagster run than load's
+    assert (failed.status, failed.error_step) == ("failed", "report")
+    _drop_output(database_url, run_id, "publish", "load")
+    _ran(tmp_path)
+
+    readers = {
+        "get_run": lambda: runner.get_run(run_id),
+        "get_checkpoint": lambda: runner.get_checkpoint(run_id, "publish"),
+        "list_checkpoints": lambda: runner.list_checkpoints(run_id),
+        "plan_resume": lambda: runner.plan_resume(run_id),
+        "resume": lambda: runner.resume(run_id),
+    }
+    messages = set()
+    for name, read in readers.items():
+        with pytest.raises(CheckpointCorruptError) as info:
+            read()
+        messages.add(str(info.value))
+    for command in (["checkpoints", run_id], ["checkpoint", run_id, "publish"],
+                    ["resume", run_id, "--plan"]):
+        assert main([*command, "--database-url", database_url]) == 1
+        messages.add(capsys.readouterr().err.strip().removeprefix("error: "))
+    # every reader says the same (a listing wraps it: how many rows, and skip_damaged=True)
+    core = [m for m in messages if m.startswith("the checkpoint of step")]
+    assert len(set(core)) == 1 and all(core[0] in m for m in messages), messages
+    message = core[0]
+    for part in (f"step 'publish' in run {run_id!r}", "lacks the output of step 'load'",
+                 "truncated", f"spine-dagster checkpoint {run_id} publish --json"):
+        assert part in message
+    assert _ran(tmp_path) == []  # nothing ran
+    # the raw row is still there to repair; the earlier checkpoints are still readable
+    assert main(["checkpoint", run_id, "publish", "--json", "--database-url", database_url]) == 0
+    assert '"enrich"' in capsys.readouterr().out
+    assert runner.store.get_checkpoint(run_id, "enrich").context.outputs.keys() == {"load",
+                                                                                  "enrich"}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from spine_dagster import Step, StepResult, Workflow
+from spine_dagster import ErrorPolicy, Step, StepResult, Workflow
 
 N = 5
 
@@ -92,3 +92,44 @@ ITERATES = Workflow("resume.iterates", [
 from spine_dagster import pipeline  # noqa: E402
 
 pipeline("resume.enrich")(enrich)
+
+
+# -- every shape of step, for the partial-context check --------------------------------------------
+def _shape_step(name: str, output: dict | None = None):
+    def step(ctx, config):
+        Path(ctx.params["dir"], "ran.txt").open("a").write(f"{name}\n")
+        if name == "flaky" and ctx.params.get("fail"):
+            return StepResult.fail("flaky: the API is down")
+        if name == "soft":
+            return StepResult.fail("soft failure, the run goes on")
+        return output
+    return step
+
+
+def _item(ctx, config):
+    return {"item": ctx.params["item"]}
+
+
+SHAPE_ITEMS = Workflow("resume.shape_items", [Step.lambda_("one", _item)])
+
+
+def shapes(name: str, *, strategy: str = "every_step", fuse: bool = False) -> Workflow:
+    """A choice that skips a step, an ``ErrorPolicy.CONTINUE`` failure, a step that returns
+    nothing, a map, a step that is never checkpointed, and ``flaky``, which fails while the param
+    ``fail`` is true (``key_steps``: only ``start``, ``fan`` and ``finish`` are checkpointed)."""
+    key = strategy == "key_steps"
+    return Workflow(name, [
+        Step.lambda_("start", _shape_step("start", {"n": 1}), checkpoint=key or None),
+        Step.choice("jump", lambda ctx: True, then_step="soft"),
+        Step.lambda_("skipped", _shape_step("skipped", {"ran": True})),
+        Step.lambda_("soft", _shape_step("soft"), on_error=ErrorPolicy.CONTINUE),
+        Step.lambda_("quiet", _shape_step("quiet")),
+        Step.map("fan", "items", SHAPE_ITEMS, checkpoint=key or None),
+        Step.lambda_("scratch", _shape_step("scratch", {"s": 1}), checkpoint=False),
+        Step.lambda_("flaky", _shape_step("flaky", {"ok": True})),
+        Step.lambda_("finish", _shape_step("finish", {"done": True}), checkpoint=key or None),
+    ], checkpoint_strategy=strategy, fuse=fuse)
+
+
+SHAPES = shapes("resume.shapes")
+SHAPES_KEY_FUSED = shapes("resume.shapes_key_fused", strategy="key_steps", fuse=True)

@@ -12,7 +12,7 @@ a ``spine-dagster`` command instead, which must fail with the same error (and pr
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from seed_workflows import OTHER, SEED
@@ -83,6 +83,12 @@ def _number(literal: str) -> Callable[[Env], None]:
         assert edited != text, text
         set_snapshot(env.url, env.run_id, "step2", edited)
     return tamper
+
+
+def _without(env: Env, step: str) -> Any:
+    """Step2's checkpointed context without ``step``'s output."""
+    context = env.runner.get_checkpoint(env.run_id, "step2").context
+    return replace(context, outputs={k: v for k, v in context.outputs.items() if k != step})
 
 
 def _run_column(column: str, value: str) -> Callable[[Env], None]:
@@ -240,6 +246,16 @@ CASES: list[Case] = [
          CheckpointCorruptError, ("no output of step 'step2'", "truncated"), setup="failed",
          tamper=_edit(lambda s: s["outputs"].pop("step2")),
          cli=lambda env: ["checkpoint", env.run_id, "step2"]),
+    Case("snapshot-lost-earlier-output", "outputs of step2 without step1's -> resume",
+         CheckpointCorruptError, ("step 'step2'", "lacks the output of step 'step1'", "truncated",
+                                  "--json"), setup="failed",
+         tamper=_edit(lambda s: s["outputs"].pop("step1")),
+         act=lambda env: env.runner.resume(env.run_id)),
+    Case("context-lacks-earlier-output",
+         "execute(wf, run_id=run, context=<step2's without step1's output>, start_from='step3')",
+         InvalidParamsError, ("lacks the output of 'step1'", "partial context", "get_checkpoint("),
+         setup="failed", act=lambda env: env.runner.execute(
+             SEED, run_id=env.run_id, start_from="step3", context=_without(env, "step1"))),
     Case("snapshot-of-another-run", "run_id inside the snapshot changed -> get_checkpoint",
          CheckpointCorruptError, ("copied or edited",), setup="failed",
          tamper=_edit(lambda s: s.update(run_id="someone-else")),
