@@ -5,6 +5,20 @@ launch, after :func:`guard_not_running` checked that the run's last Dagster run 
 lease is a row in ``core_workflow_runs`` (owner and expiry), renewed by a thread while held, so a
 second resume of the same run, from any process, gets ``RunInProgressError``; a process that dies
 holding it loses it after ``LEASE_SECONDS``.
+
+Example:
+    >>> from spine_dagster import CheckpointStore, RunInProgressError, WorkflowStatus
+    >>> from spine_dagster.testing import temporary_store
+    >>> with temporary_store() as url:
+    ...     store = CheckpointStore.for_url(url)
+    ...     _ = store.register_dagster_run(run_id="r1", workflow_name="wf", dagster_run_id="d1")
+    ...     store.mark_run("r1", WorkflowStatus.FAILED)
+    ...     with ResumeLease(store, "r1", ("failed",)):
+    ...         try:
+    ...             ResumeLease(store, "r1", ("failed",)).__enter__()
+    ...         except RunInProgressError as exc:
+    ...             print(str(exc).split(" (")[0])
+    another resume of run 'r1' is in progress
 """
 
 from __future__ import annotations
