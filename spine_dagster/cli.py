@@ -359,9 +359,14 @@ def _ask(question: str) -> str:
 def cmd_cleanup(args: argparse.Namespace) -> int:
     from datetime import datetime, timezone  # noqa: PLC0415
 
+    from .errors import InvalidRetentionError  # noqa: PLC0415
     from .retention import DEFAULT_RETENTION_DAYS, cleanup_checkpoints, cutoff_for  # noqa: PLC0415
 
     days = args.retention_days if args.retention_days is not None else DEFAULT_RETENTION_DAYS
+    if not days > 0:  # NaN too; the Python error names the Python argument
+        raise InvalidRetentionError(
+            f"--retention-days must be a positive number of days, got {days:g}; e.g. "
+            f"--retention-days 7 keeps a week of checkpoints.")
     now = datetime.now(timezone.utc)
     cutoff = cutoff_for(days, now)
     count = cleanup_checkpoints(args.database_url, days, dry_run=args.dry_run,

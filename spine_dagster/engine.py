@@ -134,6 +134,8 @@ def run_op(context: Any, workflow: Workflow, indices: Sequence[int], spine_ctx: 
             size, next_attempt = _record(context, io, state, workflow, step, index, outcome,
                                          _wants_checkpoint(strategy, step, outcome), final,
                                          next_step)
+            if final is WorkflowStatus.PARTIAL:
+                _name_partial_failures(state, outcome.context.metadata[FAILED_STEPS])
         report.append({"step": step.name, "status": _status(outcome),
                        "seconds": round(time.monotonic() - started, 4),
                        "checkpoint_bytes": size, "attempt": attempt})
@@ -393,6 +395,18 @@ def _record(context: Any, io: SpineCheckpointIOManager, state: RunState, workflo
         record_failure(store, run_id, state.dagster_run_id, step.name, exc,
                        log=context.log.warning)
         raise
+
+
+def _name_partial_failures(state: RunState, failed: dict[str, Any]) -> None:
+    """A ``partial`` run names the steps that failed under ``ErrorPolicy.CONTINUE`` as a failed
+    run names its step: the first in ``error_step``, ``error`` and ``error_category`` (the others
+    are listed in ``error``; every one is in ``context.metadata["failed_steps"]``)."""
+    names = list(failed)
+    first = failed[names[0]]
+    more = (f" (also failed, and continued: {', '.join(names[1:])})" if len(names) > 1 else "")
+    state.store.mark_run(state.spine_run_id, WorkflowStatus.PARTIAL,
+                         error=f"{first.get('error')}{more}", error_step=names[0],
+                         error_category=first.get("error_category"))
 
 
 def _delete_on_success(context: Any, state: RunState) -> int | None:

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable
 
 from .errors import UnknownPipelineError
@@ -20,13 +21,20 @@ from .errors import UnknownPipelineError
 PipelineHandler = Callable[..., Any]
 
 _PIPELINES: dict[str, PipelineHandler] = {}
+_log = logging.getLogger("spine_dagster")
+
+
+def _origin(fn: PipelineHandler) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
 
 
 def pipeline(name: str) -> Callable[[PipelineHandler], PipelineHandler]:
     """Register ``fn(ctx, config) -> StepResult | dict`` as the pipeline called ``name``.
 
     ``config`` is ``{**ctx.params, **step_params}``. A plain dict result is taken as
-    ``StepResult.ok(output=that_dict)``. Registering a name twice replaces the handler.
+    ``StepResult.ok(output=that_dict)``. Registering a name twice replaces the handler; when
+    the new handler is another function (not the same one imported again), a warning names
+    both: two pipelines under one name run whichever was imported last.
     """
     if not isinstance(name, str) or not name:
         raise ValueError("a pipeline needs a non-empty string name")
@@ -34,6 +42,11 @@ def pipeline(name: str) -> Callable[[PipelineHandler], PipelineHandler]:
     def register(fn: PipelineHandler) -> PipelineHandler:
         if not callable(fn):
             raise TypeError(f"pipeline {name!r}: {fn!r} is not callable")
+        previous = _PIPELINES.get(name)
+        if previous is not None and _origin(previous) != _origin(fn):
+            _log.warning("spine_dagster: pipeline %r, registered by %s, is now %s: steps that "
+                         "name it run whichever was imported last. Give one of them another "
+                         "name.", name, _origin(previous), _origin(fn))
         _PIPELINES[name] = fn
         return fn
 

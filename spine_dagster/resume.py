@@ -370,13 +370,16 @@ def plan_resume(store: CheckpointStore, record: RunRecord, signature: Sequence[S
         start = checkpoint_index + 1 if checkpoint_index is not None else 0
         if start >= len(names):
             if status != "failed":
+                step = record.error_step if status == "partial" and record.error_step else "STEP"
+                failed = (f"; step {step!r} failed and the run continued past it (ErrorPolicy."
+                          f"CONTINUE)" if step != "STEP" else "")
                 raise NothingToResumeError(
-                    f"run {record.run_id!r} ({status}) has a usable checkpoint for every step; "
-                    f"there is nothing to resume.",
+                    f"run {record.run_id!r} ({status}) has a usable checkpoint for every "
+                    f"step{failed}; there is nothing to resume.",
                     hint=f"Re-run a step with execute(workflow, run_id={record.run_id!r}, "
-                         f"start_from=STEP).",
+                         f"start_from={step if step == 'STEP' else repr(step)}).",
                     cli_hint=f"Re-run a step with: spine-dagster resume {record.run_id} "
-                             f"--start-from STEP")
+                             f"--start-from {step}")
             checkpoint_index = newest_before(len(names) - 1)
             start = len(names) - 1
         if failed_at is not None:

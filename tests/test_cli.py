@@ -183,8 +183,10 @@ def test_bad_input_is_one_line_and_changes_nothing(database_url, env, capsys):
         code, out, err = run_main(capsys, *args, *db)
         assert code == 1 and out == "" and err.count("\n") == 1
         assert err.startswith("error: no spine run or Dagster run with id 'no-such-run'")
-    code, _, err = run_main(capsys, "cleanup", "--retention-days", "0", *db)
-    assert code == 1 and "positive number of days" in err
+    for days in ("0", "-1", "nan"):
+        code, _, err = run_main(capsys, "cleanup", "--retention-days", days, *db)
+        assert code == 1 and "--retention-days must be a positive number of days" in err, err
+        assert "--retention-days 7" in err and "checkpoint_retention_days" not in err
     assert remaining(store) == {"kept": 2}
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from dagster import DagsterEventType
 
 from spine_dagster import (
     ErrorCategory,
     ErrorPolicy,
+    NothingToResumeError,
     RetryPolicy,
     Step,
     StepResult,
@@ -69,8 +71,33 @@ def test_continue_policy_ends_the_run_partial(runner):
     result = runner.execute(wf)
     assert result.status == WorkflowStatus.PARTIAL
     assert result.context.outputs["load"] == {"loaded": True}
-    assert runner.get_run(result.run_id).status == "partial"
     assert result.failed_steps == ["optional"]
+    # the run names the step that failed, as a failed run does (get_run, the result, the CLI)
+    record = runner.get_run(result.run_id)
+    assert record.status == "partial"
+    assert (record.error_step, record.error, record.error_category) == (
+        "optional", "no enrichment today", "INTERNAL")
+    assert (result.error_step, result.error) == ("optional", "no enrichment today")
+    with pytest.raises(NothingToResumeError) as refused:
+        runner.resume(result.run_id)
+    assert "step 'optional' failed and the run continued" in str(refused.value)
+    assert "start_from='optional'" in str(refused.value)
+    again = runner.execute(wf, run_id=result.run_id, start_from="optional")
+    assert again.status == WorkflowStatus.PARTIAL and again.error_step == "optional"
+
+
+def test_a_partial_run_with_two_continued_failures_names_both(runner):
+    wf = Workflow("types.partial2", [
+        Step.lambda_("a", lambda c, k: StepResult.fail("a is down", category="TRANSIENT"),
+                     on_error=ErrorPolicy.CONTINUE),
+        Step.lambda_("b", lambda c, k: StepResult.fail("b is down"),
+                     on_error=ErrorPolicy.CONTINUE),
+        Step.lambda_("c", lambda c, k: {"done": True}),
+    ])
+    record = runner.get_run(runner.execute(wf).run_id)
+    assert (record.status, record.error_step, record.error_category) == ("partial", "a",
+                                                                          "TRANSIENT")
+    assert record.error == "a is down (also failed, and continued: b)"
 
 
 def test_retry_policy_retries_retryable_failures_within_the_run(runner):
