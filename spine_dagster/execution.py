@@ -302,12 +302,28 @@ def quality_failures(step: Step, result: StepResult) -> list[str]:
     return list(thresholds.check(result.quality))
 
 
+def as_stored(value: Any) -> Any:
+    """``value`` as a checkpoint gives it back: tuples become lists (JSON has none), so that the
+    steps after it see the same types in the first run as after a resume. Containers without a
+    tuple inside are returned as they are."""
+    kind = type(value)
+    if kind is tuple or kind is list:
+        items = [as_stored(item) for item in value]
+        if kind is list and all(new is old for new, old in zip(items, value)):
+            return value
+        return items
+    if kind is dict:
+        changed = {key: as_stored(item) for key, item in value.items()}
+        return value if all(changed[key] is item for key, item in value.items()) else changed
+    return value
+
+
 def apply_result(ctx: WorkflowContext, step: Step, result: StepResult,
                  params_read: list[str] | None = None) -> WorkflowContext:
     """The context after a successful step: its output, param updates, quality, jump target."""
-    ctx = ctx.with_output(step.name, result.output)
+    ctx = ctx.with_output(step.name, as_stored(result.output))
     if result.context_updates:
-        ctx = ctx.with_params(result.context_updates)
+        ctx = ctx.with_params(as_stored(result.context_updates))
     if result.quality is not None:
         ctx = ctx.with_quality(step.name, result.quality.to_dict())
     metadata: dict[str, Any] = {}
@@ -327,7 +343,7 @@ def _failure(step: Step, ctx: WorkflowContext, result: StepResult,
     if step.on_error is ErrorPolicy.CONTINUE:
         failed = {**ctx.metadata.get(FAILED_STEPS, {}),
                   step.name: {"error": outcome.error, "error_category": category}}
-        ctx = ctx.with_output(step.name, result.output or {})
+        ctx = ctx.with_output(step.name, as_stored(result.output or {}))
         if result.quality is not None:  # e.g. a failed quality gate: its metrics are kept
             ctx = ctx.with_quality(step.name, result.quality.to_dict())
         outcome.context = ctx.with_metadata({FAILED_STEPS: failed})

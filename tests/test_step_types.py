@@ -126,3 +126,30 @@ def test_retry_policy_retries_retryable_failures_within_the_run(runner):
     failed = runner.execute(wf2)
     assert failed.status == "failed" and quality == [1], "DATA_QUALITY is not retryable"
     assert failed.error_category == "DATA_QUALITY"
+
+
+def test_a_tuple_output_is_a_list_in_the_first_run_as_after_a_resume(runner, tmp_path):
+    """JSON has no tuples: a checkpoint gives a tuple back as a list. The steps after it see a
+    list in the first run too, so that a step never meets another type after a resume."""
+    flag = tmp_path / "broken"
+    flag.write_text("1")
+    seen = []
+
+    def fetch(ctx, config):
+        return {"pair": (1, 2), "rows": [(3, "a")], "plain": [1, [2]]}
+
+    def check(ctx, config):
+        out = ctx.get_output("fetch")
+        seen.append((type(out["pair"]), type(out["rows"][0]), out["plain"]))
+        if flag.exists():
+            return StepResult.fail("down", category="TRANSIENT")
+        return {"pair": out["pair"]}
+
+    wf = Workflow("types.tuples", [Step.lambda_("fetch", fetch), Step.lambda_("check", check)])
+    failed = runner.execute(wf)
+    assert failed.status == WorkflowStatus.FAILED
+    flag.unlink()
+    done = runner.resume(failed.run_id, workflow=wf)
+    assert done.status == WorkflowStatus.COMPLETED
+    assert seen == [(list, list, [1, [2]])] * 2  # first run and resume alike
+    assert done.context.get_output("check") == {"pair": [1, 2]}
