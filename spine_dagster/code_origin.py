@@ -10,7 +10,8 @@ location that serves a workflow's job, and stamps that origin on the runs the ru
 do either thing from a script:
 
 * reading a ``workspace.yaml`` into code location origins (the names the webserver uses) is
-  ``dagster._core.workspace.load.location_origins_from_yaml_paths``;
+  ``dagster._core.workspace.load.location_origins_from_yaml_paths`` (for a ``dg`` project,
+  ``location_origin_from_module_name``, with the name and module ``dg dev`` uses);
 * setting a run's origin is ``RunStorage.replace_job_origin``, which is what Dagster's own
   ``dagster run migrate-repository`` command uses to move runs between code locations. A public
   alternative would be to launch runs through the code location (``instance.submit_run`` with a
@@ -31,6 +32,7 @@ import logging
 import os
 import sys
 import threading
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,14 +61,60 @@ class ServingJob:
 
 def workspace_file(workspace: str | os.PathLike | None) -> str | None:
     """The workspace to use: ``workspace``, else ``$SPINE_DAGSTER_WORKSPACE``, else the
-    ``workspace.yaml`` of the working directory when there is one. ``""`` or ``"none"``: none."""
+    ``workspace.yaml`` of the working directory when there is one, else the ``dg`` project the
+    working directory is in (its ``pyproject.toml``, what ``dg dev`` serves). A directory names
+    a ``dg`` project. ``""`` or ``"none"``: none."""
     value = os.fspath(workspace) if workspace is not None else os.environ.get(ENV_WORKSPACE)
     if value is None:
         default = Path.cwd() / "workspace.yaml"
-        return str(default) if default.exists() else None
+        if default.exists():
+            return str(default)
+        project = dg_project(Path.cwd())
+        return str(project / "pyproject.toml") if project else None
     if value.strip().lower() in ("", "none"):
         return None
-    return str(Path(value).expanduser().resolve())
+    path = Path(value).expanduser().resolve()
+    if path.is_dir():
+        project = dg_project(path)
+        return str(project / "pyproject.toml") if project else str(path / "workspace.yaml")
+    return str(path)
+
+
+def dg_project(directory: Path) -> Path | None:
+    """The root of the ``dg`` project ``directory`` is in: the nearest ``pyproject.toml`` at or
+    above it, when its ``[tool.dg]`` says ``directory_type = "project"``; else None."""
+    for candidate in (directory, *directory.parents):
+        pyproject = candidate / "pyproject.toml"
+        if pyproject.is_file():
+            try:
+                tool = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {})
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+                return None
+            dg = tool.get("dg", {}) if isinstance(tool, dict) else {}
+            return candidate if isinstance(dg, dict) and \
+                dg.get("directory_type") == "project" else None
+    return None
+
+
+def _location_origins(workspace: str) -> list[Any]:
+    """The code location origins of a ``workspace.yaml``, or of a ``dg`` project's
+    ``pyproject.toml``: one location, named and loaded as ``dg dev`` does (its
+    ``code_location_name``, else the project directory's name; its
+    ``code_location_target_module``, else ``<root_module>.definitions``)."""
+    from dagster._core.workspace.load import (
+        location_origin_from_module_name,
+        location_origins_from_yaml_paths,
+    )
+
+    if Path(workspace).name != "pyproject.toml":
+        return list(location_origins_from_yaml_paths([workspace]))
+    root = Path(workspace).parent
+    project = tomllib.loads(Path(workspace).read_text(encoding="utf-8"))["tool"]["dg"].get(
+        "project", {})
+    module = project.get("code_location_target_module") or (
+        f"{project['root_module']}.definitions")
+    name = project.get("code_location_name") or root.name
+    return [location_origin_from_module_name(module, None, str(root), name)]
 
 
 def find_serving_job(workspace: str | None, workflow_name: str, database_url: str, *,
@@ -96,9 +144,7 @@ def find_serving_job(workspace: str | None, workflow_name: str, database_url: st
 def _search(workspace: str, workflow_name: str, database_url: str,
             fuse: bool) -> ServingJob | None:
     try:
-        from dagster._core.workspace.load import location_origins_from_yaml_paths
-
-        origins = location_origins_from_yaml_paths([workspace])
+        origins = _location_origins(workspace)
     except Exception as exc:  # noqa: BLE001
         _log.warning("spine_dagster: cannot read the workspace %s (%s); runs will not be "
                      "re-executable from the Dagster UI", workspace, exc)
@@ -160,6 +206,12 @@ def _load_definitions(target: Any) -> Any:
         value = getattr(module, target.attribute, None)
         return value if isinstance(value, Definitions) else None
     found = [v for v in vars(module).values() if isinstance(v, Definitions)]
+    if not found:  # @dg.definitions (a dg project's definitions module): load it as dg does
+        from dagster.components.definitions import LazyDefinitions
+
+        lazy = [v for v in vars(module).values()
+                if isinstance(v, LazyDefinitions) and not v.has_context_arg]
+        found = [lazy[0]()] if len(lazy) == 1 else []
     return found[0] if len(found) == 1 else None
 
 

@@ -75,7 +75,7 @@ def dg_dev(request, tmp_path, monkeypatch):
     assert not process.members()
 
 
-def test_dg_dev_serves_the_project_and_the_yaml_workflow_resumes(dg_dev):
+def test_dg_dev_serves_the_project_and_the_yaml_workflow_resumes(dg_dev, monkeypatch):
     client, home, database_url, tmp_path = dg_dev
 
     # The two workflows are there: the YAML one as assets (component), the Python one as a job.
@@ -127,5 +127,23 @@ def test_dg_dev_serves_the_project_and_the_yaml_workflow_resumes(dg_dev):
         assert instance.get_run_by_id(resumed.dagster_run_id).parent_run_id == run3
         assert instance.get_materialized_partitions(AssetKey(["warehouse", "orders"])) == {
             "2026-01-05", "2026-01-06"}
+
+        # A run a script makes in the project (the runner finds the dg project as its
+        # workspace, as it does from the project directory) carries the code location that
+        # dg dev serves, so the UI's "Re-execute from failure" works on it (it answered HTTP 500).
+        monkeypatch.setenv("SPINE_DAGSTER_DATABASE_URL", database_url)  # as dg dev has it
+        monkeypatch.delenv("SPINE_DAGSTER_WORKSPACE")  # conftest turns the discovery off
+        from spine_dg_example.flows import CUSTOMER_SYNC
+        monkeypatch.chdir(EXAMPLE / "spine_dg_example")
+        script = WorkflowRunner(database_url=database_url, instance=instance, progress=False)
+        assert script.workspace == str(EXAMPLE / "pyproject.toml")
+        failed = script.execute(CUSTOMER_SYNC, params={"crm_seconds": "soon"})
+        assert (failed.status, failed.error_step) == (WorkflowStatus.FAILED, "fetch")
+        origin = instance.get_run_by_id(failed.dagster_run_id).remote_job_origin
+        assert origin.location_name == "dg_project"
+        run4 = client.reexecute(failed.dagster_run_id, "FROM_FAILURE")
+        child = client.wait_for_run(run4, timeout=180)
+        assert child.status == "FAILURE" and child.parent_run_id == failed.dagster_run_id
+        assert store.get_run(failed.run_id).dagster_run_ids == [failed.dagster_run_id, run4]
     finally:
         instance.dispose()
