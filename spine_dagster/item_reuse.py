@@ -178,5 +178,19 @@ def plan_items(rows: Mapping[int, Checkpoint], target: Any, params: Mapping[str,
     return MapItemsPlan(len(items) if items is not None else None, reused, rerun)
 
 
+def plan_items_again(done: list[int], target: Any, params: Mapping[str, Any],
+                     earlier_runs: str) -> MapItemsPlan:
+    """The items of a map after the step a resume starts at (``earlier_runs``): every completed
+    item (``done``: their indexes) runs again. Their rows are not read: the resume supersedes
+    them unread, so a damaged one must not stop it."""
+    path = items_path_of(target)
+    items = params.get(path) if path is not None else None
+    total = len(items) if isinstance(items, (list, tuple)) else None
+    reason = f"{earlier_runs!r}, before the map, runs again"
+    return MapItemsPlan(total, [], [ItemRerun(i, reason, []) for i in done
+                                    if total is None or i < total])
+
+
 __all__ = ["ITEM_HASH", "ITEM_PARAM", "ItemRerun", "MapItemsPlan", "changed_reads",
-           "item_changes", "item_hash", "item_param_of", "items_path_of", "plan_items"]
+           "item_changes", "item_hash", "item_param_of", "items_path_of", "plan_items",
+           "plan_items_again"]

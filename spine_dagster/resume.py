@@ -47,7 +47,7 @@ from .errors import (
     UnknownStepError,
     WorkflowChangedError,
 )
-from .item_reuse import MapItemsPlan, plan_items
+from .item_reuse import MapItemsPlan, plan_items, plan_items_again
 from .lease import LEASE_SECONDS, ResumeLease, guard_not_running  # noqa: F401 - re-exported
 from .param_reads import ALL
 from .records import RESUMED, RunRecord
@@ -342,7 +342,8 @@ def plan_resume(store: CheckpointStore, record: RunRecord, signature: Sequence[S
             f"steps are {names}.", hint="Pass one of them as start_from=STEP.",
             cli_hint="Pass one of them as --start-from STEP.")
     refuse_completed(record, start_from)
-    infos = {i.step_name: i for i in store.checkpoint_index(record.run_id)
+    index_rows = store.checkpoint_index(record.run_id)
+    infos = {i.step_name: i for i in index_rows
              if i.usable and i.item_index is None and i.step_name in position}
     usable = sorted(position[name] for name in infos)
     lines = workflow_diff(record.workflow_signature, signature)
@@ -432,9 +433,14 @@ def plan_resume(store: CheckpointStore, record: RunRecord, signature: Sequence[S
     items: dict[int, MapItemsPlan] = {}
     for index in range(start, len(names)):
         if len(signature[index]) > 2 and signature[index][1] == "map":
-            items[index] = plan_items(
-                store.item_checkpoints(record.run_id, names[index], index), signature[index][2],
-                {**old_params, **effective}, earlier_runs=names[start] if index > start else None)
+            params = {**old_params, **effective}
+            if index > start:  # every completed item runs again: its rows are not read
+                done = sorted({i.item_index for i in index_rows if i.usable and i.item_index
+                               is not None and i.step_index == index})
+                items[index] = plan_items_again(done, signature[index][2], params, names[start])
+            else:
+                items[index] = plan_items(store.item_checkpoints(
+                    record.run_id, names[index], index), signature[index][2], params)
     read_by_items = {k for plan_ in items.values() for r in plan_.rerun for k in r.changed}
     safe = sorted(k for k in diff if k not in read_by_reused and ALL not in read_by_reused
                   and k not in read_by_items)

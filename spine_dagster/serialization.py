@@ -54,6 +54,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 import sys
 import uuid
 from datetime import date, datetime, time
@@ -68,6 +69,7 @@ MAX_DEPTH = 100
 """The deepest nesting of containers accepted in params, outputs and context updates."""
 READ_DEPTH = MAX_DEPTH + 16
 """The deepest nesting a stored row may have (a snapshot wraps outputs in a few levels)."""
+_BIG_EXPONENT = re.compile(r"[eE]\+?[0-9]{3}")  # 1e308 and up can read as inf
 _BIG_FLOAT = 1e16  # from here on, repr() uses an exponent and JSONB would store an integer
 FIX = "Inspect it (spine-dagster checkpoint RUN STEP --json), repair or delete it."
 """What a ``CheckpointCorruptError`` tells the reader to do, unless the caller says better."""
@@ -412,7 +414,9 @@ def loads(text: str | bytes, *, where: str = "a stored value", fix: str = FIX) -
         return float(literal)
 
     try:
-        data = json.loads(text, parse_float=number, parse_constant=constant)
+        # Only a 3-digit exponent can overflow: else floats parse at C speed, not in `number`.
+        slow = _BIG_EXPONENT.search(text) is not None
+        data = json.loads(text, parse_float=number if slow else None, parse_constant=constant)
     except RecursionError:
         raise CheckpointCorruptError(
             f"{where}: the stored JSON is nested far deeper than spine_dagster writes "

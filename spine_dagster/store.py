@@ -238,13 +238,18 @@ class CheckpointStore(RunStore):
         """Every checkpoint row of a run (items included), without the snapshots."""
         check_run_id(run_id)
         c = checkpoints.c
-        query = (sa.select(c.step_name, c.step_index, c.created_at, c.state, c.item_index,
-                           c.dagster_run_id, c.size_bytes)
+        query = (sa.select(c.step_name, c.step_index, raw_time(c.created_at), c.state,
+                           c.item_index, c.dagster_run_id, c.size_bytes)
                  .where(c.run_id == run_id).order_by(c.step_index, c.item_index, c.id))
         rows = self._read(lambda conn: conn.execute(query).all())
-        return [CheckpointInfo(r.step_name, r.step_index, aware(r.created_at),
-                               checked_state(r.state, run_id=run_id, step_name=r.step_name),
-                               r.item_index, r.dagster_run_id, r.size_bytes) for r in rows]
+        fix = ("Set it back to a time, or delete the run's checkpoints (spine-dagster delete "
+               f"{run_id}).")
+        return [CheckpointInfo(
+            r.step_name, r.step_index,
+            stored_time(r.created_at, f"the checkpoint of step {r.step_name!r} in run "
+                                      f"{run_id!r}", "created_at", fix),
+            checked_state(r.state, run_id=run_id, step_name=r.step_name),
+            r.item_index, r.dagster_run_id, r.size_bytes) for r in rows]
 
     def list_checkpoint_steps(self, run_id: str) -> list[tuple[str, int, datetime]]:
         """(step_name, step_index, created_at) of each usable step checkpoint."""

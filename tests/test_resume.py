@@ -448,3 +448,48 @@ def test_every_reader_refuses_a_checkpoint_that_lost_an_earlier_output(runner, d
     assert '"enrich"' in capsys.readouterr().out
     assert runner.store.get_checkpoint(run_id, "enrich").context.outputs.keys() == {"load",
                                                                                   "enrich"}
+
+
+def test_a_resume_that_reruns_a_map_whole_does_not_read_its_item_rows(runner, tmp_path):
+    """A map after the step a resume starts at runs every item again, its rows superseded
+    unread: a damaged item row must not stop the plan or the resume (it did: the plan decoded
+    every item row)."""
+    from workflows_steps import MAPPED
+
+    run_id, files = _map_run(runner, tmp_path)
+    with runner.store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE core_workflow_checkpoints SET context_snapshot = "
+                             "'{\"run_id\": 1}' WHERE run_id = :r AND item_index = 0"),
+                     {"r": run_id})
+    plan = runner.plan_resume(run_id, start_from="prepare")
+    assert _planned_items(plan) == ([0, 1, 2, 3, 4, 5], [0, 2, 3, 5])
+    again = runner.execute(MAPPED, run_id=run_id, start_from="prepare")
+    assert again.status == "completed", again.error
+    assert _items_ran(files) == [0, 1, 2, 3, 4, 5]
+
+
+def test_an_edited_checkpoint_time_is_corruption_for_the_planner_too(runner, database_url):
+    """The resume planner reads the checkpoint index (no snapshots): an edited created_at is a
+    CheckpointCorruptError there too, not a bare ValueError (SQLite stores any text)."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL refuses a timestamp that is not one")
+    result = runner.execute(_failing_three())
+    with runner.store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE core_workflow_checkpoints SET created_at = 'garbage' "
+                             "WHERE run_id = :r AND step_name = 'a'"), {"r": result.run_id})
+    for read in (lambda: runner.plan_resume(result.run_id),
+                 lambda: runner.store.checkpoint_index(result.run_id)):
+        with pytest.raises(CheckpointCorruptError, match="created_at is 'garbage', not a "
+                                                         "timestamp"):
+            read()
+
+
+def _failing_three():
+    from spine_dagster import Step, Workflow
+
+    def fail(ctx, config):
+        raise RuntimeError("down")
+
+    return Workflow("resume.time_edit", [Step.lambda_("a", lambda c, k: {"x": 1}),
+                                         Step.lambda_("a2", lambda c, k: {"y": 2}),
+                                         Step.lambda_("b", fail)])
