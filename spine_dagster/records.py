@@ -25,7 +25,8 @@ from .context import WorkflowContext
 from .errors import CheckpointCorruptError
 from .results import WorkflowStatus
 from .serialization import loads
-from .snapshot import CONTEXT_KEYS, check_snapshot, context_of, repair_hint
+from .snapshot import (CONTEXT_KEYS, check_snapshot, checkpoint_where, context_of,
+                       repair_hint)
 
 VALID, SUPERSEDED, REJECTED = "valid", "superseded", "rejected"
 STATES = (VALID, SUPERSEDED, REJECTED)
@@ -66,13 +67,26 @@ class Listing(list[T]):
             cli_hint="Repair or delete the row(s) as each problem says.")
 
 
+def stored_column(raw: Any, where: str, column: str, kind: type | None = None) -> Any:
+    """The stored JSON of one column of a run's rows (``where``: the row), decoded; NULL is
+    None, and a value that is not of ``kind`` (dict or list) is refused, not dropped."""
+    fix = "Repair that column (or set it to NULL), or delete the run."
+    value = None if raw is None else loads(raw, where=f"{where} ({column})", fix=fix)
+    if kind is not None and value is not None and not isinstance(value, kind):
+        expected = "a JSON object" if kind is dict else "a JSON array"
+        raise CheckpointCorruptError(
+            f"{where}: {column} is {type(value).__name__}, expected {expected}; spine_dagster "
+            f"did not write this, the row was edited. {fix}")
+    return value
+
+
 def checked_state(state: str | None, *, run_id: str, step_name: str) -> str:
     """A checkpoint row's ``state`` (NULL: ``valid``), or ``CheckpointCorruptError``."""
     if state is None:
         return VALID
     if state not in STATES:
         raise CheckpointCorruptError(
-            f"the checkpoint of step {step_name!r} in run {run_id!r} has state {state!r}, not "
+            f"{checkpoint_where(run_id, step_name)} has state {state!r}, not "
             f"one of {list(STATES)}; spine_dagster did not write this, the row was edited. Set it "
             f"to 'superseded' (the step then runs again on resume) or back to what it was, or "
             f"delete the run's checkpoints to start over.")
@@ -126,7 +140,7 @@ class Checkpoint:
     @classmethod
     def from_text(cls, text: Any, *, run_id: str, step_name: str, **fields: Any) -> Checkpoint:
         """A checkpoint from its stored JSON text, checked (``CheckpointCorruptError``)."""
-        where = f"the checkpoint of step {step_name!r} in run {run_id!r}"
+        where = checkpoint_where(run_id, step_name)
         fields["state"] = checked_state(fields.get("state"), run_id=run_id, step_name=step_name)
         snapshot = check_snapshot(loads(text, where=where, fix=repair_hint(run_id, step_name)),
                                   run_id=run_id, step_name=step_name,
@@ -209,17 +223,8 @@ class RunRecord:
     def _decode(self, name: str, raw: Any, kind: type | None = None) -> Any:
         """The stored JSON of one column; a value of the wrong type is refused, not dropped."""
         if name not in self._decoded:
-            value = None if raw is None else loads(
-                raw, where=f"the record of run {self.run_id!r} in core_workflow_runs ({name})",
-                fix="Repair that column (or set it to NULL), or delete the run.")
-            if kind is not None and value is not None and not isinstance(value, kind):
-                expected = "a JSON object" if kind is dict else "a JSON array"
-                raise CheckpointCorruptError(
-                    f"the record of run {self.run_id!r} in core_workflow_runs: {name} is "
-                    f"{type(value).__name__}, expected {expected}; spine_dagster did not write "
-                    f"this, the row was edited. Repair that column (or set it to NULL), or "
-                    f"delete the run.")
-            self._decoded[name] = value
+            self._decoded[name] = stored_column(
+                raw, f"the record of run {self.run_id!r} in core_workflow_runs", name, kind)
         return self._decoded[name]
 
     def check(self, *, context: bool = True) -> RunRecord:

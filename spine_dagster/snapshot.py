@@ -87,6 +87,11 @@ def context_of(snapshot: Mapping[str, Any]) -> dict[str, Any]:
     return context
 
 
+def checkpoint_where(run_id: str, step_name: str) -> str:
+    """How every error about a checkpoint row names it."""
+    return f"the checkpoint of step {step_name!r} in run {run_id!r}"
+
+
 def repair_hint(run_id: str, step_name: str) -> str:
     """What every ``CheckpointCorruptError`` about a checkpoint row tells the operator to do."""
     return (f"Inspect the stored row with: spine-dagster checkpoint {run_id} {step_name} --json; "
@@ -100,7 +105,7 @@ def check_snapshot(snapshot: Any, *, run_id: str, step_name: str,
     ``own_output``: the step's own output must be among the outputs (true of every step
     checkpoint; a map item's row holds the item's own outputs instead).
     """
-    where, fix = _where(run_id, step_name), _fix(run_id, step_name)
+    where, fix = checkpoint_where(run_id, step_name), " " + repair_hint(run_id, step_name)
     if not isinstance(snapshot, dict):
         raise CheckpointCorruptError(
             f"{where} is {type(snapshot).__name__}, not a JSON object.{fix}")
@@ -170,15 +175,8 @@ def check_outputs_kept(snapshot: Mapping[str, Any], *, run_id: str, step_name: s
     if missing:
         steps = ", ".join(repr(name) for name in missing)
         raise CheckpointCorruptError(
-            f"{_where(run_id, step_name)} lacks the output of step{'s' * (len(missing) > 1)} "
+            f"{checkpoint_where(run_id, step_name)} lacks the output of step"
+            f"{'s' * (len(missing) > 1)} "
             f"{steps}, which completed before it (the run's valid checkpoint of "
             f"{missing[0]!r} holds it); the outputs were truncated, and a resume from it would "
-            f"lose them.{_fix(run_id, step_name)}")
-
-
-def _where(run_id: str, step_name: str) -> str:
-    return f"the checkpoint of step {step_name!r} in run {run_id!r}"
-
-
-def _fix(run_id: str, step_name: str) -> str:
-    return " " + repair_hint(run_id, step_name)
+            f"lose them. {repair_hint(run_id, step_name)}")

@@ -32,7 +32,7 @@ from .results import WorkflowStatus
 from .schema import checkpoints, dagster_runs, runs, steps, transit
 from .serialization import RawJSON, dumps, loads
 from .snapshot import build_snapshot, context_of, utcnow  # noqa: F401 - re-exported
-from .snapshot import check_outputs_kept
+from .snapshot import check_outputs_kept, checkpoint_where, repair_hint
 from .store_runs import RunStore, aware, check_run_id, raw_time, run_record, stored_time
 
 _stores: dict[str, CheckpointStore] = {}  # one per database, never per run
@@ -180,16 +180,14 @@ class CheckpointStore(RunStore):
 
     @staticmethod
     def _checkpoint(row: Any) -> Checkpoint:
-        where = f"the checkpoint of step {row.step_name!r} in run {row.run_id!r}"
-        fix = (f"Set it back to a time, or delete the checkpoint (spine-dagster checkpoint "
-               f"{row.run_id} {row.step_name} --json shows the row).")
         return Checkpoint.from_text(
             row.snapshot, run_id=row.run_id, step_name=row.step_name,
             workflow_name=row.workflow_name,
-            created_at=stored_time(row.created_at, where, "created_at", fix),
+            created_at=_checkpoint_time(row.created_at, row.run_id, row.step_name, "created_at"),
             step_index=row.step_index, dagster_run_id=row.dagster_run_id,
             size_bytes=row.size_bytes, state=row.state,
-            superseded_at=stored_time(row.superseded_at, where, "superseded_at", fix),
+            superseded_at=_checkpoint_time(row.superseded_at, row.run_id, row.step_name,
+                                           "superseded_at"),
             item_index=row.item_index)
 
     def get_checkpoint(self, run_id: str, step_name: str, *,
@@ -242,12 +240,9 @@ class CheckpointStore(RunStore):
                            c.item_index, c.dagster_run_id, c.size_bytes)
                  .where(c.run_id == run_id).order_by(c.step_index, c.item_index, c.id))
         rows = self._read(lambda conn: conn.execute(query).all())
-        fix = ("Set it back to a time, or delete the run's checkpoints (spine-dagster delete "
-               f"{run_id}).")
         return [CheckpointInfo(
             r.step_name, r.step_index,
-            stored_time(r.created_at, f"the checkpoint of step {r.step_name!r} in run "
-                                      f"{run_id!r}", "created_at", fix),
+            _checkpoint_time(r.created_at, run_id, r.step_name, "created_at"),
             checked_state(r.state, run_id=run_id, step_name=r.step_name),
             r.item_index, r.dagster_run_id, r.size_bytes) for r in rows]
 
@@ -471,6 +466,13 @@ def _checkpoint_statement(dialect: str) -> Any:
               for name in _CHECKPOINT_COLUMNS}
     return db.upsert(dialect, checkpoints, values, ["run_id", "step_name"],
                      {name: values[name] for name in _CHECKPOINT_COLUMNS[2:]}).inline()
+
+
+def _checkpoint_time(value: Any, run_id: str, step_name: str, column: str) -> Any:
+    """A timestamp of a checkpoint row, read with ``raw_time``: an edited one is
+    ``CheckpointCorruptError`` (never a bare ``ValueError``), with the same fix in every reader."""
+    return stored_time(value, checkpoint_where(run_id, step_name), column,
+                       f"Set it back to a time. {repair_hint(run_id, step_name)}")
 
 
 def _like_escape(text: str) -> str:

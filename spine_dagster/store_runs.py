@@ -23,10 +23,10 @@ import sqlalchemy as sa
 
 from . import db
 from .errors import CheckpointCorruptError, InvalidRunIdError
-from .records import DamagedRow, Listing, RunRecord, StepRow
+from .records import DamagedRow, Listing, RunRecord, StepRow, stored_column
 from .results import WorkflowStatus
 from .schema import RUN_ID_LENGTH, dagster_runs, runs, steps
-from .serialization import RawJSON, dumps, loads
+from .serialization import RawJSON, dumps
 from .snapshot import utcnow
 
 T = TypeVar("T")
@@ -157,8 +157,8 @@ class RunStore:
                                       error_step=None, error=None, error_category=None,
                                       context=sa.null())  # SQL NULL; None would be JSON null
         if existing is not None and params_override:
-            current = _json_object(existing[0], f"the record of run {run_id!r} in "
-                                                f"core_workflow_runs", "params")
+            current = stored_column(existing[0], f"the record of run {run_id!r} in "
+                                                 f"core_workflow_runs", "params", dict) or {}
             merged = {**current, **params_override}
             update["params"] = RawJSON(dumps(merged, what="params"))
         if workflow_ref:
@@ -180,8 +180,9 @@ class RunStore:
         rows = self._read(lambda conn: conn.execute(query).all())
         result = []
         for row in rows:
-            override = _json_object(row.override, f"the lineage of run {run_id!r} in "
-                                                  f"core_workflow_dagster_runs", "params_override")
+            override = stored_column(row.override, f"the lineage of run {run_id!r} in "
+                                                   f"core_workflow_dagster_runs",
+                                     "params_override", dict) or {}
             result.append((row.dagster_run_id, row.seq, override))
         return result
 
@@ -397,20 +398,6 @@ class RunStore:
                 conn.execute(sa.delete(table).where(table.c.run_id == run_id))
 
         self._tx(work)
-
-
-def _json_object(raw: Any, where: str, column: str) -> dict[str, Any]:
-    """The JSON object a column holds (NULL or ``null``: ``{}``); anything else is refused, not
-    dropped."""
-    fix = "Repair that column (or set it to NULL), or delete the run."
-    value = None if raw is None else loads(raw, where=f"{where} ({column})", fix=fix)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise CheckpointCorruptError(
-            f"{where}: {column} is {type(value).__name__}, expected a JSON object; spine_dagster "
-            f"did not write this, the row was edited. {fix}")
-    return value
 
 
 def run_record(cls: type, row: Any, lineage: list[str]) -> Any:
