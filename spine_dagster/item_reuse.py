@@ -6,7 +6,8 @@ same item at that index, and no param that the item's steps read changed since t
 written (the item param itself aside). :class:`~spine_dagster.services.DagsterServices` applies
 the rule while the map runs; :func:`spine_dagster.resume.plan_resume` applies it beforehand
 (:func:`plan_items`), so that the plan says which completed items run again, and why. When a step
-before the map runs again, every item row of the map is superseded: all its items run again.
+before the map runs again, every item row of the map is superseded unread: all its items run
+again (:func:`plan_items_again`).
 
 Pure Python, no Dagster.
 
@@ -143,14 +144,18 @@ def items_path_of(target: Any) -> str | None:
     return path if separator else None
 
 
-def plan_items(rows: Mapping[int, Checkpoint], target: Any, params: Mapping[str, Any], *,
-               earlier_runs: str | None = None) -> MapItemsPlan:
-    """The fate of a map's items in a resume: ``rows`` are its usable item rows, ``params`` the
-    params the map runs with; ``earlier_runs`` names the step before the map that runs again
-    (then no row is reused)."""
+def _items_of(target: Any, params: Mapping[str, Any]) -> list[Any] | None:
+    """The items a map runs with ``params`` (None: its signature does not name them)."""
     path = items_path_of(target)
     items = params.get(path) if path is not None else None
-    items = list(items) if isinstance(items, (list, tuple)) else None
+    return list(items) if isinstance(items, (list, tuple)) else None
+
+
+def plan_items(rows: Mapping[int, Checkpoint], target: Any,
+               params: Mapping[str, Any]) -> MapItemsPlan:
+    """The fate of the items of the map a resume starts at: ``rows`` are its usable item rows,
+    ``params`` the params the map runs with (a map after the start: :func:`plan_items_again`)."""
+    items = _items_of(target, params)
     reused: list[int] = []
     rerun: list[ItemRerun] = []
     for index in sorted(rows):
@@ -165,10 +170,7 @@ def plan_items(rows: Mapping[int, Checkpoint], target: Any, params: Mapping[str,
         else:
             same, changed = True, changed_reads(before, checkpoint.metadata.get(PARAMS_READ),
                                                 now, param)
-        if earlier_runs is not None:
-            rerun.append(ItemRerun(index, f"{earlier_runs!r}, before the map, runs again",
-                                   changed))
-        elif not same:
+        if not same:
             rerun.append(ItemRerun(index, "other items are at their indexes now", changed))
         elif changed:
             rerun.append(ItemRerun(index, f"they read {', '.join(changed)}, which changed since "
@@ -183,9 +185,8 @@ def plan_items_again(done: list[int], target: Any, params: Mapping[str, Any],
     """The items of a map after the step a resume starts at (``earlier_runs``): every completed
     item (``done``: their indexes) runs again. Their rows are not read: the resume supersedes
     them unread, so a damaged one must not stop it."""
-    path = items_path_of(target)
-    items = params.get(path) if path is not None else None
-    total = len(items) if isinstance(items, (list, tuple)) else None
+    items = _items_of(target, params)
+    total = len(items) if items is not None else None
     reason = f"{earlier_runs!r}, before the map, runs again"
     return MapItemsPlan(total, [], [ItemRerun(i, reason, []) for i in done
                                     if total is None or i < total])

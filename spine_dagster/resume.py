@@ -295,14 +295,14 @@ def _restored(store: CheckpointStore, record: RunRecord, start_checkpoint: str |
 
 
 def check_start_context(store: CheckpointStore, record: RunRecord, start_from: str, start: int,
-                        outputs: Collection[str]) -> None:
+                        outputs: Collection[str], index_rows: Sequence[Any]) -> None:
     """A context a caller supplies to continue a run at ``start_from`` must hold the output of
     every step before it that has a valid checkpoint (a choice's skipped steps aside): the
     checkpoints written from it would otherwise lack them, and a resume never starts from a
     partial context (``snapshot.check_outputs_kept`` refuses such a checkpoint)."""
     skipped = {name for name, row in store.step_rows(record.run_id).items()
                if row.status == SKIPPED}
-    missing = [i.step_name for i in store.checkpoint_index(record.run_id)
+    missing = [i.step_name for i in index_rows  # the run's checkpoint_index
                if i.usable and i.item_index is None and i.step_index < start
                and i.step_name not in skipped and i.step_name not in outputs]
     if missing:
@@ -363,7 +363,7 @@ def plan_resume(store: CheckpointStore, record: RunRecord, signature: Sequence[S
                 cli_hint="Start from an earlier step (--start-from STEP).")
         reason = f"start_from={start_from!r}"
         if start_context and context_outputs is not None:
-            check_start_context(store, record, start_from, start, context_outputs)
+            check_start_context(store, record, start_from, start, context_outputs, index_rows)
     else:
         failed_at = position.get(record.error_step) if status == "failed" else None
         limit = failed_at if failed_at is not None else len(names)

@@ -13,6 +13,7 @@ from spine_dagster.item_reuse import (
     item_param_of,
     items_path_of,
     plan_items,
+    plan_items_again,
 )
 from spine_dagster.records import Checkpoint
 
@@ -58,7 +59,7 @@ def test_the_plan_of_a_maps_items():
         "items: reuse 1, run 2 of 3",
         "completed items 1 run again: other items are at their indexes now",
         "completed items 2 run again: they read day, which changed since they ran"]
-    earlier = plan_items(rows, "items=files workflow=per.file", params, earlier_runs="prep")
+    earlier = plan_items_again(sorted(rows), "items=files workflow=per.file", params, "prep")
     assert earlier.reused == [] and [r.index for r in earlier.rerun] == [0, 1, 2]
     unknown = plan_items(rows, None, {**params, "day": 2})  # an old deployment's signature
     assert (unknown.total, unknown.reused) == (None, [0, 1])
