@@ -74,12 +74,13 @@ def _hash_or_none(value: Any) -> str | None:
         return None
 
 
-def item_changes(checkpoint: Checkpoint, item: Any, now: Mapping[str, Any],
+def item_changes(checkpoint: Checkpoint, digest: str, now: Mapping[str, Any],
                  item_param: str | None) -> tuple[bool, list[str]]:
-    """(same item at this index, the read params that changed) of one usable item row; the item
-    is reused when the first is true and the second empty."""
+    """(same item at this index, the read params that changed) of one usable item row, for the
+    item whose :func:`item_hash` is ``digest``; the item is reused when the first is true and
+    the second empty."""
     before = checkpoint.context_snapshot.get("params") or {}
-    same = checkpoint.metadata.get(ITEM_HASH) == item_hash(item)
+    same = checkpoint.metadata.get(ITEM_HASH) == digest
     return same, changed_reads(before, checkpoint.metadata.get(PARAMS_READ), now, item_param)
 
 
@@ -166,7 +167,7 @@ def plan_items(rows: Mapping[int, Checkpoint], target: Any,
         before = checkpoint.context_snapshot.get("params") or {}
         now = {**before, **params}
         if items is not None:
-            same, changed = item_changes(checkpoint, items[index], now, param)
+            same, changed = item_changes(checkpoint, item_hash(items[index]), now, param)
         else:
             same, changed = True, changed_reads(before, checkpoint.metadata.get(PARAMS_READ),
                                                 now, param)

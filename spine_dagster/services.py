@@ -113,7 +113,7 @@ class DagsterServices(StepServices):
                 continue
             # the framework's read of the params: no param is recorded as read
             now = item_context(step, ctx, items[i]).params
-            same, changed = item_changes(checkpoint, items[i], now, step.item_param)
+            same, changed = item_changes(checkpoint, hashes[i], now, step.item_param)
             if same and not changed:
                 reused[i] = checkpoint
             else:
